@@ -1,0 +1,82 @@
+"""Per-span cost of each pure pipeline stage, in microseconds (no sockets, no database).
+
+    python bench/pipeline_stages.py [--spans 50000]
+
+Used to decide what to optimise: the ingest target (issue 7) leaves roughly 40 us of Python per
+span on this 2-core machine once PostgreSQL and the load generator have their share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agent_otel.collector.pipeline.assemble import StoredState, assemble, totals_for
+from agent_otel.collector.pipeline.normalize import Limits, Normalizer
+from agent_otel.collector.pipeline.pricing import PriceBook, Pricer, builtin_prices
+from agent_otel.collector.pipeline.rows import execution_row, step_row
+from agent_otel.collector.pipeline.sanitize import SpanSanitizer
+from agent_otel.collector.receiver.decode import decode_traces
+from agent_otel.sanitize import RedactionCounts
+from agent_otel.settings import SanitizerSettings
+from bench.loadgen import build_bodies
+
+
+def timed(label: str, spans: int, fn: Callable[[], Any], results: dict[str, float]) -> Any:
+    best = float("inf")
+    value = None
+    for _ in range(3):
+        # CPU time of this process, not wall time: the figure holds on a busy machine
+        started = time.process_time()
+        value = fn()
+        best = min(best, time.process_time() - started)
+    results[label] = best / spans * 1e6
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--spans", type=int, default=50_000)
+    args = parser.parse_args()
+    bodies = [body for body, _ in build_bodies(args.spans, 512, 99)]
+    spans = sum(count for _, count in build_bodies(args.spans, 512, 99))
+    normalizer = Normalizer(SpanSanitizer(SanitizerSettings()))
+    pricer = Pricer(PriceBook(builtin_prices()))
+    limits = Limits(time.time_ns(), 86_400 * 10**9, 3650 * 86_400 * 10**9, 32)
+    results: dict[str, float] = {}
+
+    requests = timed("decode", spans, lambda: [decode_traces(b, "protobuf") for b in bodies], results)
+    batches = timed(
+        "normalize + sanitize",
+        spans,
+        lambda: [normalizer.traces(r, "default", limits, RedactionCounts()) for r in requests],
+        results,
+    )
+    timed("price", spans, lambda: [pricer.apply(b) for b in batches], results)
+    records = [s for b in batches for s in b.spans]
+    assembly = timed("assemble", spans, lambda: assemble(records, StoredState()), results)
+
+    def to_rows() -> int:
+        step_rows = [step_row(p) for p in assembly.steps]
+        by_execution: dict[str, list[Any]] = {}
+        for row in step_rows:
+            by_execution.setdefault(row.execution_id, []).append(
+                (row.kind, row.model, row.provider, row.input_tokens, row.output_tokens, row.cost_usd, True)
+            )
+        executions = [
+            execution_row(p, totals_for(p.record, by_execution.get(p.execution_id, ()))) for p in assembly.executions
+        ]
+        return len(step_rows) + len(executions)
+
+    timed("rows", spans, to_rows, results)
+    total = sum(results.values())
+    print(f"{spans} spans, {len(bodies)} requests of 512; CPU microseconds per span (best of 3):")
+    for label, micros in results.items():
+        print(f"  {label:24s} {micros:6.2f}")
+    print(f"  {'total':24s} {total:6.2f}  -> {1e6 / total:,.0f} spans/s on one core for these stages")
+
+
+if __name__ == "__main__":
+    main()

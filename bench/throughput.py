@@ -1,0 +1,368 @@
+"""The ingest benchmark (issue 7): one command, one table.
+
+    .venv/bin/python bench/throughput.py                 # every scenario (about 6 minutes)
+    .venv/bin/python bench/throughput.py --quick         # fewer spans per scenario
+    .venv/bin/python bench/throughput.py --soak 600      # also a 10-minute memory soak
+
+Each scenario starts a real ``agent-otel serve`` process on a fresh database and sends
+pre-encoded realistic agent traces (bench/loadgen.py) over OTLP/HTTP protobuf or OTLP/gRPC.
+Reported per scenario:
+
+- spans acknowledged per second: acknowledgements come only after commit, rollups included;
+- spans persisted per second: until every span is visible in the database (rows counted);
+- acknowledgement latency p50 and p99;
+- collector CPU (cores used during the run, all its processes) and peak RSS, and PostgreSQL's CPU;
+- for PostgreSQL, in the same run, the raw COPY rate: the rows the collector just stored, copied
+  out and back into twin tables with the same indexes by binary COPY in one transaction, psql to
+  psql with no Python in between. That is the database's own limit on this machine; the ratio
+  persisted / raw is the headline figure, since absolute rates drift with the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.loadgen import SendResult, build_bodies, send  # noqa: E402
+
+PG_ADMIN = os.environ.get("AGENT_OTEL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+LISTENING = re.compile(r"^(otlp-grpc|otlp-http|http) listening on [^:]+:(\d+)$")
+RAW_TABLES = ("agent_executions", "agent_steps", "agent_logs")
+
+
+@dataclass
+class Scenario:
+    name: str
+    database: str  # "postgresql" or "sqlite"
+    protocol: str  # "http" or "grpc"
+    spans: int
+    workers: int = 1
+    senders: int = 8
+    rate: float | None = None  # open-loop spans/s; None: as fast as acknowledged
+    batch_size: int = 512
+
+
+@dataclass
+class Outcome:
+    scenario: Scenario
+    sent: SendResult
+    persisted_per_second: float
+    collector_cores: float
+    postgres_cores: float
+    peak_rss_mb: float
+    raw_copy_rows_per_second: float | None = None
+
+
+class ProcessWatch:
+    """CPU and peak RSS of a process tree, sampled in the background."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            return [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for process in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            rss = 0
+            for process in self._tree():
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    rss += process.memory_info().rss
+            self.peak_rss = max(self.peak_rss, rss)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class BackendWatch:
+    """CPU of the PostgreSQL backends serving one database (found through pg_stat_activity),
+    sampled in the background so backends that come and go are counted too. Other databases'
+    activity on the same server (another benchmark, another test) is left out."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _pids(self, conn: psycopg.Connection) -> list[int]:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.database,)).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def _read(self, conn: psycopg.Connection, initial: bool = False) -> None:
+        for pid in self._pids(conn):
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                times = psutil.Process(pid).cpu_times()
+                value = times.user + times.system
+                if pid not in self.first:
+                    self.first[pid] = value if initial else 0.0
+                self.last[pid] = value
+
+    def _sample(self) -> None:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            while not self._stop.wait(0.2):
+                self._read(conn)
+
+    def start(self) -> None:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            self._read(conn, initial=True)
+        self._thread.start()
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            self._read(conn)
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
+
+
+def _url(database: str) -> str:
+    base, _, _ = PG_ADMIN.rpartition("/")
+    return f"{base}/{database}"
+
+
+def create_database() -> str:
+    name = f"agent_otel_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return name
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def start_collector(db_url: str, workers: int) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent_otel",
+            "serve",
+            "--db",
+            db_url,
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-http",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--log-level",
+            "WARNING",
+            "--workers",
+            str(workers),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    ports: dict[str, int] = {}
+    assert process.stdout is not None
+    while len(ports) < 3:
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError("collector exited during start-up")
+        match = LISTENING.match(line.strip())
+        if match:
+            ports[match.group(1)] = int(match.group(2))
+    threading.Thread(target=lambda: [None for _ in process.stdout or ()], daemon=True).start()
+    return process, ports
+
+
+def stored_rows(db_url: str) -> int:
+    if db_url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+            return int(
+                conn.execute(
+                    "SELECT (SELECT count(*) FROM agent_executions) + (SELECT count(*) FROM agent_steps)"
+                ).fetchone()[0]
+            )
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT (SELECT count(*) FROM agent_executions) + (SELECT count(*) FROM agent_steps)")
+        return int(row.fetchone()[0])  # type: ignore[index]
+
+
+def raw_copy_rate(db_url: str) -> float:
+    """Rows per second of binary COPY into twins of the raw tables (same indexes), psql to psql."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for table in RAW_TABLES:
+            conn.execute(f"DROP TABLE IF EXISTS twin_{table}")
+            conn.execute(f"CREATE TABLE twin_{table} (LIKE {table} INCLUDING ALL)")
+        counts = {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in RAW_TABLES}  # type: ignore[index]
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for table in RAW_TABLES:
+            files[table] = Path(tmp) / f"{table}.bin"
+            with files[table].open("wb") as out:
+                subprocess.run(
+                    ["psql", db_url, "-qc", f"COPY (SELECT * FROM {table}) TO STDOUT (FORMAT binary)"],
+                    stdout=out,
+                    check=True,
+                )
+        started = time.perf_counter()
+        script = "".join(f"\\copy twin_{t} FROM '{files[t]}' (FORMAT binary)\n" for t in RAW_TABLES)
+        subprocess.run(["psql", db_url, "-q", "-1", "-v", "ON_ERROR_STOP=1"], input=script, text=True, check=True)
+        elapsed = time.perf_counter() - started
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for table in RAW_TABLES:
+            conn.execute(f"DROP TABLE twin_{table}")
+    return sum(counts.values()) / elapsed
+
+
+def run(scenario: Scenario, seed: int) -> Outcome:
+    database = create_database() if scenario.database == "postgresql" else None
+    sqlite_dir = tempfile.mkdtemp() if database is None else None
+    db_url = _url(database) if database else f"sqlite:///{sqlite_dir}/bench.db"
+    bodies = build_bodies(scenario.spans, scenario.batch_size, seed)
+    total = sum(count for _, count in bodies)
+    process, ports = start_collector(db_url, scenario.workers)
+    watch = ProcessWatch(process.pid)
+    try:
+        endpoint = (
+            f"http://127.0.0.1:{ports['otlp-http']}"
+            if scenario.protocol == "http"
+            else (f"127.0.0.1:{ports['otlp-grpc']}")
+        )
+        watch.start()
+        backends = BackendWatch(database) if database else None
+        if backends is not None:
+            backends.start()
+        cpu0, t0 = watch.cpu_seconds(), time.perf_counter()
+        sent = asyncio.run(send(bodies, endpoint, scenario.protocol, scenario.senders, scenario.rate))
+        while stored_rows(db_url) < total:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+        cpu1 = watch.cpu_seconds()
+        postgres_seconds = backends.stop() if backends is not None else 0.0
+        watch.stop()
+        raw = raw_copy_rate(db_url) if database else None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(120)
+        if database:
+            drop_database(database)
+    return Outcome(
+        scenario,
+        sent,
+        persisted_per_second=total / elapsed,
+        collector_cores=(cpu1 - cpu0) / elapsed,
+        postgres_cores=postgres_seconds / elapsed,
+        peak_rss_mb=watch.peak_rss / 2**20,
+        raw_copy_rows_per_second=raw,
+    )
+
+
+def soak(seconds: int, rate: float) -> list[tuple[float, float]]:
+    """RSS over time at a steady rate, PostgreSQL, one worker: (elapsed s, RSS MB) samples."""
+    database = create_database()
+    db_url = _url(database)
+    process, ports = start_collector(db_url, 1)
+    samples: list[tuple[float, float]] = []
+    try:
+        per_round = int(rate * 10)
+        started = time.perf_counter()
+        seed = 1000
+        while time.perf_counter() - started < seconds:
+            bodies = build_bodies(per_round, 512, seed)
+            seed += 1
+            asyncio.run(send(bodies, f"http://127.0.0.1:{ports['otlp-http']}", "http", 4, rate))
+            samples.append((time.perf_counter() - started, psutil.Process(process.pid).memory_info().rss / 2**20))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(120)
+        drop_database(database)
+    return samples
+
+
+def table(outcomes: list[Outcome]) -> str:
+    header = (
+        f"| {'scenario':38s} | acked spans/s | persisted spans/s | ack p50 ms | ack p99 ms | "
+        "collector cores | postgres cores | peak RSS MB | raw COPY rows/s | persisted / raw |"
+    )
+    lines = [header, "|" + "|".join("---" for _ in range(10)) + "|"]
+    for o in outcomes:
+        raw = f"{o.raw_copy_rows_per_second:,.0f}" if o.raw_copy_rows_per_second else "n/a"
+        ratio = f"{o.persisted_per_second / o.raw_copy_rows_per_second:.2f}" if o.raw_copy_rows_per_second else "n/a"
+        lines.append(
+            f"| {o.scenario.name:38s} | {o.sent.spans_per_second:13,.0f} | {o.persisted_per_second:17,.0f} | "
+            f"{o.sent.percentile(0.5) * 1000:10.0f} | {o.sent.percentile(0.99) * 1000:10.0f} | "
+            f"{o.collector_cores:15.2f} | {o.postgres_cores:14.2f} | {o.peak_rss_mb:11.0f} | {raw:>15s} | "
+            f"{ratio:>15s} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer spans per scenario")
+    parser.add_argument("--only", help="run the scenarios whose name contains this text")
+    parser.add_argument("--soak", type=int, default=0, metavar="SECONDS", help="also run a memory soak")
+    args = parser.parse_args()
+    n = 100_000 if args.quick else 400_000
+    scenarios = [
+        Scenario("PostgreSQL, OTLP/HTTP, 1 process", "postgresql", "http", n),
+        Scenario("PostgreSQL, OTLP/gRPC, 1 process", "postgresql", "grpc", n),
+        Scenario("PostgreSQL, OTLP/HTTP, --workers 2", "postgresql", "http", n, workers=2, senders=12),
+        Scenario("PostgreSQL, OTLP/gRPC, --workers 2", "postgresql", "grpc", n, workers=2, senders=12),
+        Scenario("SQLite, OTLP/HTTP, 1 process", "sqlite", "http", n // 2),
+        Scenario("PostgreSQL, 10,000 spans/s open loop", "postgresql", "http", n // 2, rate=10_000, senders=16),
+    ]
+    if args.only:
+        scenarios = [s for s in scenarios if args.only.lower() in s.name.lower()]
+    print(f"building request bodies ({n:,} spans per scenario; cached in bench/results/cache)", flush=True)
+    outcomes = []
+    for i, scenario in enumerate(scenarios):
+        print(f"running: {scenario.name} ...", flush=True)
+        outcomes.append(run(scenario, seed=100 + i))
+    print()
+    print(table(outcomes))
+    if args.soak:
+        samples = soak(args.soak, 5_000)
+        print(f"\nsoak at 5,000 spans/s for {args.soak} s, collector RSS MB over time:")
+        print(", ".join(f"{t:.0f}s {mb:.0f}" for t, mb in samples[:: max(1, len(samples) // 20)]))
+        first, last = samples[len(samples) // 10][1], samples[-1][1]
+        print(f"RSS after warm-up {first:.0f} MB, at the end {last:.0f} MB, peak {max(m for _, m in samples):.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

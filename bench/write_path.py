@@ -1,0 +1,94 @@
+"""CPU cost of the write transaction per span, by part, on a real database (no sockets).
+
+    python bench/write_path.py [--db postgresql://postgres@127.0.0.1:5432/test] [--spans 60000]
+
+Normalizes pre-encoded load-generator requests once, then writes them in groups the size the
+writer forms under load, with and without the rollup hook, and prints this process's CPU
+microseconds per span (the database's own CPU is not included: it runs in its own process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+
+import psycopg
+
+from agent_otel.collector.analytics.hook import RollupHook
+from agent_otel.collector.pipeline.model import NormalizedBatch
+from agent_otel.collector.pipeline.normalize import Limits, Normalizer
+from agent_otel.collector.pipeline.pricing import PriceBook, Pricer, builtin_prices
+from agent_otel.collector.pipeline.sanitize import SpanSanitizer
+from agent_otel.collector.receiver.decode import decode_traces
+from agent_otel.collector.service import writer_engine
+from agent_otel.collector.storage import migrate
+from agent_otel.collector.storage.partitions import ensure_partitions
+from agent_otel.collector.storage.transaction import ChangeHook, write_group
+from agent_otel.sanitize import RedactionCounts
+from agent_otel.settings import RetentionSettings, SanitizerSettings, load_settings
+from bench.loadgen import build_bodies
+
+
+def batches(spans: int, seed: int) -> list[NormalizedBatch]:
+    normalizer = Normalizer(SpanSanitizer(SanitizerSettings()))
+    pricer = Pricer(PriceBook(builtin_prices()))
+    limits = Limits(time.time_ns(), 86_400 * 10**9, 3650 * 86_400 * 10**9, 32)
+    out = []
+    for body, _ in build_bodies(spans, 512, seed):
+        batch = normalizer.traces(decode_traces(body, "protobuf"), "default", limits, RedactionCounts())
+        pricer.apply(batch)
+        out.append(batch)
+    return out
+
+
+def run(db_url: str, groups: list[list[NormalizedBatch]], hooks: list[ChangeHook]) -> tuple[float, float, int]:
+    engine = writer_engine(load_settings({"db_url": db_url}, environ={}))
+    migrate.upgrade(engine)
+    ensure_partitions(engine, 3)
+    spans = 0
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for group in groups:
+        with engine.begin() as conn:
+            write_group(conn, group, hooks)
+        spans += sum(len(b.spans) for b in group)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    engine.dispose()
+    return cpu / spans * 1e6, spans / wall, spans
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--spans", type=int, default=60_000)
+    parser.add_argument("--group", type=int, default=8, help="requests of 512 spans per transaction")
+    args = parser.parse_args()
+    prepared = batches(args.spans, seed=4242)
+    groups = [prepared[i : i + args.group] for i in range(0, len(prepared), args.group)]
+    for label, hooks in (("without rollups", []), ("with rollups", [RollupHook(RetentionSettings())])):
+        if args.db.startswith("postgresql"):
+            name = f"bench_write_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(args.db, autocommit=True) as admin:
+                admin.execute(f"CREATE DATABASE {name}")
+            url = args.db.rsplit("/", 1)[0] + "/" + name
+        else:
+            url = args.db
+        try:
+            cpu, rate, spans = run(url, groups, hooks)  # type: ignore[arg-type]
+        finally:
+            if args.db.startswith("postgresql"):
+                with psycopg.connect(args.db, autocommit=True) as admin:
+                    admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        print(
+            f"{label:16s}: {cpu:6.2f} CPU us per span in this process; {rate:8,.0f} spans/s wall "
+            f"({spans} spans, groups of {args.group} requests)"
+        )
+        for hook in hooks:
+            timings = getattr(hook, "timings", None)
+            if timings is not None and timings.calls:
+                stages = ", ".join(f"{k} {v / timings.calls * 1000:.0f}" for k, v in timings.seconds.items())
+                print(f"{'':18s}rollup hook, wall ms per group: {stages}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The HTTP API on ``--http``: /metrics, /healthz, /readyz, the admin API and /openapi.json."""

@@ -1,0 +1,157 @@
+"""Metrics derived from what the collector committed (never from what it merely received, so
+a retried request is not counted twice). User, session and execution ids are never labels.
+
+The contract's metric families (``agent_executions_total{agent,status}`` and the rest) are
+counted when a transaction commits, from its ``ChangeSet``: executions and their duration,
+credits and errors; every LLM and tool step; tokens and cost per agent and model. Tokens are
+counted once each: on the LLM steps when there are any, on the execution span when it carries
+them itself, and on stored orphan steps when an execution later adopts them.
+
+Exemplars carry the trace id (``trace_id``), so a latency spike on a Grafana panel links to the
+trace; they appear in the OpenMetrics exposition, which Prometheus asks for when scraping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from agent_otel.collector.metrics.limits import LabelLimiter, clean_label_value
+from agent_otel.collector.storage.transaction import ChangeSet
+from agent_otel.settings import MetricsSettings
+
+# Agent latencies run from tens of milliseconds (a cached answer) to minutes (a research agent).
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+# Tools are usually faster (an index lookup) but a browser or a test run takes minutes.
+TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class SpanMetrics:
+    """A commit listener that turns each committed change set into Prometheus samples."""
+
+    def __init__(self, registry: CollectorRegistry, settings: MetricsSettings, overflow: Counter) -> None:
+        self.agent = LabelLimiter("agent", settings.max_agents, overflow)
+        self.model = LabelLimiter("model", settings.max_models, overflow)
+        self.tool = LabelLimiter("tool", settings.max_tools, overflow)
+        self.error_type = LabelLimiter("error_type", settings.max_error_types, overflow)
+        self.provider = LabelLimiter("provider", settings.max_providers, overflow)
+        self.executions = Counter(
+            "agent_executions", "Agent executions, by agent and status", ["agent", "status"], registry=registry
+        )
+        self.duration = Histogram(
+            "agent_execution_duration_seconds",
+            "Agent execution duration",
+            ["agent"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "agent_tokens",
+            "LLM tokens, by agent, model and type (input or output)",
+            ["agent", "model", "type"],
+            registry=registry,
+        )
+        self.cost = Counter(
+            "agent_cost_usd", "LLM cost in US dollars (priced models only)", ["agent", "model"], registry=registry
+        )
+        self.credits = Counter("agent_credits", "Credits consumed", ["agent"], registry=registry)
+        self.errors = Counter(
+            "agent_errors",
+            "Executions that did not succeed, by agent and error type",
+            ["agent", "error_type"],
+            registry=registry,
+        )
+        self.tool_calls = Counter(
+            "agent_tool_calls", "Tool calls, by tool and status", ["tool", "status"], registry=registry
+        )
+        self.tool_duration = Histogram(
+            "agent_tool_duration_seconds", "Tool call duration", ["tool"], buckets=TOOL_BUCKETS, registry=registry
+        )
+        self.llm_calls = Counter(
+            "agent_llm_calls",
+            "LLM calls, by provider, model and status",
+            ["provider", "model", "status"],
+            registry=registry,
+        )
+        self.llm_duration = Histogram(
+            "agent_llm_duration_seconds",
+            "LLM call duration",
+            ["provider", "model"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._budgets(registry, settings)
+
+    @staticmethod
+    def _budgets(registry: CollectorRegistry, settings: MetricsSettings) -> None:
+        """The configured budgets as gauges, so the alert rules need no edits (absent when unset)."""
+        if settings.daily_cost_budget_usd > 0:
+            cost = Gauge(
+                "agent_otel_budget_cost_usd", "Configured LLM spend budget in US dollars", ["period"], registry=registry
+            )
+            cost.labels("day").set(settings.daily_cost_budget_usd)
+        if settings.daily_token_budget > 0:
+            tokens = Gauge("agent_otel_budget_tokens", "Configured LLM token budget", ["period"], registry=registry)
+            tokens.labels("day").set(settings.daily_token_budget)
+
+    def _child(self, metric: Counter | Histogram, labels: tuple[str, ...]) -> Any:
+        """``metric.labels(*labels)``, cached: the lookup costs more than the increment."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def committed(self, changes: ChangeSet) -> None:
+        """Counter increments are summed per series first, so a commit of thousands of rows makes
+        one increment per series; histograms observe every row (their buckets need each value)."""
+        counts: dict[tuple[Counter, tuple[str, ...]], list[Any]] = {}
+
+        def add(metric: Counter, labels: tuple[str, ...], amount: float = 1.0, trace_id: str | None = None) -> None:
+            entry = counts.get((metric, labels))
+            if entry is None:
+                counts[(metric, labels)] = [amount, trace_id]
+            else:
+                entry[0] += amount
+                entry[1] = trace_id or entry[1]
+
+        def tokens(agent: str, model: str | None, tokens_in: int, tokens_out: int, cost: float | None) -> None:
+            label = self.model(model)
+            if tokens_in:
+                add(self.tokens, (agent, label, "input"), tokens_in)
+            if tokens_out:
+                add(self.tokens, (agent, label, "output"), tokens_out)
+            if cost:
+                add(self.cost, (agent, label), cost)
+
+        for row in changes.executions:
+            agent = self.agent(row.agent_id)
+            add(self.executions, (agent, row.status), trace_id=row.trace_id)
+            self._child(self.duration, (agent,)).observe(row.duration / 1000.0, exemplar={"trace_id": row.trace_id})
+            if row.credits_consumed:
+                add(self.credits, (agent,), row.credits_consumed)
+            if row.status != "success":
+                add(self.errors, (agent, self.error_type(row.error_code or row.status)), trace_id=row.trace_id)
+            if row.llm_calls == 0 and (row.input_tokens or row.output_tokens):
+                tokens(agent, row.model, row.input_tokens, row.output_tokens, row.cost_usd)
+        for step in changes.steps:
+            exemplar = {"trace_id": step.trace_id}
+            status = clean_label_value(step.status)
+            if step.kind == "tool":
+                tool = self.tool(step.tool_name or step.name)
+                add(self.tool_calls, (tool, status))
+                self._child(self.tool_duration, (tool,)).observe(step.duration / 1000.0, exemplar=exemplar)
+            elif step.kind == "llm":
+                provider, model = self.provider(step.provider), self.model(step.model)
+                add(self.llm_calls, (provider, model, status))
+                self._child(self.llm_duration, (provider, model)).observe(step.duration / 1000.0, exemplar=exemplar)
+                if step.agent_id is not None:
+                    tokens(self.agent(step.agent_id), step.model, step.input_tokens, step.output_tokens, step.cost_usd)
+        for adopted in changes.adopted_steps:
+            if adopted.kind == "llm":
+                agent = self.agent(adopted.agent_id)
+                tokens(agent, adopted.model, adopted.input_tokens, adopted.output_tokens, adopted.cost_usd)
+        for (metric, labels), (amount, trace_id) in counts.items():
+            self._child(metric, labels).inc(amount, exemplar={"trace_id": trace_id} if trace_id else None)

@@ -1,0 +1,798 @@
+"""Normalize decoded OTLP spans and log records into sanitized records (a pure stage).
+
+For each span: validate ids and timestamps (a bad span is rejected alone, with a reason),
+read only the keys in ``conventions.READ_KEYS``, measure content keys (size and type, never the
+value), classify the span (agent, LLM, tool, ...), derive status and error type, and scrub every
+string kept. The span walk touches each attribute once; see issue 7 for why that matters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from agent_otel.collector.pipeline import conventions as cv
+from agent_otel.collector.pipeline.model import (
+    Category,
+    EventRecord,
+    Feedback,
+    LogRecordIn,
+    NormalizedBatch,
+    SpanRecord,
+)
+from agent_otel.collector.pipeline.sanitize import SpanSanitizer
+from agent_otel.sanitize import RedactionCounts, text_type, type_from_mime
+from agent_otel.semconv import (
+    FEEDBACK_COMMENT,
+    FEEDBACK_EVENT,
+    FEEDBACK_FAVORITE,
+    FEEDBACK_ID,
+    FEEDBACK_RATING,
+)
+
+STATUS_CODE_ERROR: Final = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
+MAX_TOKENS: Final = 1 << 40
+MAX_DURATION_NS: Final = (2**31 - 1) * 1_000_000  # the duration column holds int32 milliseconds
+_CLASS_REPR: Final = re.compile(r"^<class '([^']+)'>$")
+_TIMEOUT_HINTS: Final = ("timeout", "timedout", "deadlineexceeded", "deadline_exceeded")
+_CLIENT_FAILURES: Final = frozenset(
+    {
+        "ratelimiterror",
+        "badrequesterror",
+        "authenticationerror",
+        "permissiondeniederror",
+        "notfounderror",
+        "unprocessableentityerror",
+        "conflicterror",
+        "contentfiltererror",
+        "invalidrequesterror",
+    }
+)
+_SEVERITY_LEVELS: Final = ((17, "error"), (13, "warn"), (9, "info"), (1, "debug"))
+_EXCEPTION_KEYS: Final = frozenset({"exception.type", "exception.message", "exception.escaped"})
+_FEEDBACK_KEYS: Final = frozenset({FEEDBACK_RATING, FEEDBACK_FAVORITE, FEEDBACK_COMMENT, FEEDBACK_ID})
+_LOG_IDENTITY_KEYS: Final = frozenset((*cv.AGENT_NAME, *cv.AGENT_ID, *cv.USER_ID, "agent_otel.execution.id"))
+_VALID_STATUSES: Final = frozenset({"success", "failed", "timeout", "error"})
+_UNSEEN: Final[Any] = object()
+_KEY_MEMO_SIZE: Final = 20_000
+# The OpenAI SDK's APIStatusError message ("Error code: 429 - {...}"): libraries that record no
+# error.type and no HTTP status (openai-agents' OpenInference spans) still carry it in the status.
+_OPENAI_ERROR_CODE: Final = re.compile(r"Error code: ([1-5]\d\d)\b")
+# The class the OpenAI SDK raises for each status (openai._client._make_status_error), so an error
+# read from a message gets the same error type as one the library named itself.
+_OPENAI_STATUS_ERRORS: Final = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    403: "PermissionDeniedError",
+    404: "NotFoundError",
+    409: "ConflictError",
+    422: "UnprocessableEntityError",
+    429: "RateLimitError",
+}
+# span events that only streaming responses produce (OpenInference; Traceloop's end in ".chunk")
+_STREAMING_EVENTS: Final = frozenset({"First Token Stream Event"})
+_MAX_INVOCATION_PARAMETERS: Final = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    now_ns: int
+    max_future_ns: int
+    max_age_ns: int
+    max_events_per_span: int
+
+
+def any_value(value: Any) -> Any:
+    """An OTLP AnyValue as a Python value (arrays and maps recursively)."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+    return getattr(value, kind)
+
+
+class _Content:
+    """Size and type of the content seen on one side of a span (input or output)."""
+
+    __slots__ = ("input_size", "input_type", "output_size", "output_type")
+
+    def __init__(self) -> None:
+        self.input_size: int | None = None
+        self.output_size: int | None = None
+        self.input_type: str | None = None
+        self.output_type: str | None = None
+
+    def add(self, side: str, value: Any) -> None:
+        size, type_ = _measure(value)
+        if side == "input":
+            self.input_size = (self.input_size or 0) + size
+            self.input_type = self.input_type or type_
+        elif side == "output":
+            self.output_size = (self.output_size or 0) + size
+            self.output_type = self.output_type or type_
+
+
+def _varint_length(total: int) -> int:
+    """Bytes of the varint length prefix in a string field of ``total`` encoded bytes."""
+    width = 1
+    while (total - 1 - width) >= 1 << (7 * width):
+        width += 1
+    return width
+
+
+def _string_size(value: Any) -> int:
+    """Size in bytes of a content value whose type is already known (no text decoded)."""
+    if value.WhichOneof("value") == "string_value":
+        total: int = value.ByteSize()
+        return total - 2 if total < 130 else total - 1 - _varint_length(total)
+    return _measure(value)[0]
+
+
+def _measure(value: Any) -> tuple[int, str]:
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        # ByteSize() is the encoded field: one tag byte and a varint length before the UTF-8
+        # bytes; computing it in C avoids re-encoding the string to count its bytes.
+        total = value.ByteSize()
+        size = total - 2 if total < 130 else total - 1 - _varint_length(total)
+        return size, text_type(value.string_value)
+    if kind == "bytes_value":
+        return len(value.bytes_value), "binary"
+    if kind in ("array_value", "kvlist_value"):
+        return value.ByteSize(), "json"
+    if kind == "bool_value":
+        return 1, "boolean"
+    if kind is None:
+        return 0, "empty"
+    return len(str(getattr(value, kind))), "number"
+
+
+def _first(values: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    """The first non-empty value among ``keys`` (log records: few attributes, no rank table)."""
+    for key in keys:
+        value = values.get(key)
+        if value is not None and value != "" and value != []:
+            return value
+    return None
+
+
+def _as_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, list):
+        return _as_str(value[0]) if value else None
+    if isinstance(value, bytes):
+        return None
+    return str(value)
+
+
+def _as_int(value: Any, maximum: int = MAX_TOKENS) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value <= maximum else None
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and 0 <= value <= maximum else None
+    if isinstance(value, str) and value.isdigit() and len(value) < 16:
+        return min(int(value), maximum)
+    return None
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    # at most 1e12: no credit count or duration is that large, and every payment card number is
+    # (13+ digits), so a card number sent in a numeric attribute is never stored as a number
+    return number if math.isfinite(number) and 0 <= number < 1e12 else None
+
+
+def _as_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+    return None
+
+
+def normalize_error_type(raw: str) -> str:
+    """``<class 'openai.InternalServerError'>``, ``openai.InternalServerError`` and
+    ``InternalServerError`` all become ``InternalServerError`` (see the notes)."""
+    text = raw.strip()
+    match = _CLASS_REPR.match(text)
+    if match:
+        text = match.group(1)
+    if "." in text and not text[0].isdigit():
+        text = text.rsplit(".", 1)[-1]
+    return text[:128] or "error"
+
+
+def classify_status(is_error: bool, error_type: str | None, http_status: int | None, override: str | None) -> str:
+    """``success``, ``failed`` (refused: 4xx, rate limits, bad requests), ``timeout`` or ``error``."""
+    if override in _VALID_STATUSES:
+        return override
+    if not is_error:
+        return "success"
+    lowered = (error_type or "").lower()
+    if http_status in (408, 504) or any(hint in lowered for hint in _TIMEOUT_HINTS):
+        return "timeout"
+    if (http_status is not None and 400 <= http_status < 500) or lowered in _CLIENT_FAILURES:
+        return "failed"
+    return "error"
+
+
+def _category(found: dict[str, Any], name: str) -> Category:
+    """Operation name (GenAI, then Traceloop's legacy request type), OpenInference span kind,
+    Traceloop span kind, then the span name's shape."""
+    operation = _as_str(found.get("operation"))
+    if operation and operation in cv.OPERATION_CATEGORY and cv.LEGACY_REQUEST_TYPE not in found:
+        return cv.OPERATION_CATEGORY[operation]
+    oi_kind = _as_str(found.get(cv.OPENINFERENCE_KIND))
+    if oi_kind and oi_kind.upper() in cv.OPENINFERENCE_CATEGORY:
+        return cv.OPENINFERENCE_CATEGORY[oi_kind.upper()]
+    tl_kind = _as_str(found.get(cv.TRACELOOP_KIND))
+    if tl_kind and tl_kind in cv.TRACELOOP_CATEGORY:
+        return cv.TRACELOOP_CATEGORY[tl_kind]
+    if operation and operation in cv.OPERATION_CATEGORY:
+        return cv.OPERATION_CATEGORY[operation]
+    request_type = _as_str(found.get(cv.LEGACY_REQUEST_TYPE))
+    if request_type and request_type in cv.OPERATION_CATEGORY:
+        return cv.OPERATION_CATEGORY[request_type]
+    if name.startswith("invoke_agent") or name.endswith(".agent"):
+        return Category.AGENT
+    if name.startswith("execute_tool") or name.endswith(".tool"):
+        return Category.TOOL
+    if "model" in found and "provider" in found:
+        return Category.LLM
+    return Category.OTHER
+
+
+_OUR_CONCEPTS: Final = frozenset(cv.OUR_KEYS)
+
+
+def _source(found: dict[str, Any]) -> str:
+    if not _OUR_CONCEPTS.isdisjoint(found):
+        return "agent_otel"
+    if cv.OPENINFERENCE_KIND in found:
+        return "openinference"
+    if cv.TRACELOOP_KIND in found or cv.LEGACY_REQUEST_TYPE in found or cv.TRACELOOP_ENTITY in found:
+        return "traceloop"
+    if "operation" in found or "provider" in found:
+        return "genai"
+    return "otel"
+
+
+def _provider_error_status(message: str, exception: EventRecord | None) -> int | None:
+    """The HTTP status of a failed provider call, from the OpenAI SDK's error message (read on
+    failed spans only)."""
+    for text in (message, exception.message if exception is not None else ""):
+        if text:
+            match = _OPENAI_ERROR_CODE.search(text)
+            if match:
+                return int(match.group(1))
+    return None
+
+
+def _strip_affixes(name: str, prefix: str, suffix: str) -> str:
+    if name.startswith(prefix + " "):
+        return name[len(prefix) + 1 :]
+    if name.endswith(suffix):
+        return name[: -len(suffix)]
+    return name
+
+
+class Normalizer:
+    """Turns decoded requests into ``NormalizedBatch``es. Holds configuration only, no state."""
+
+    def __init__(self, sanitizer: SpanSanitizer) -> None:
+        self.sanitizer = sanitizer
+        self._content_side = sanitizer.content_keys.side
+        self._key_kinds: dict[str, tuple[str, int] | str | None] = {}
+
+    # -- traces ------------------------------------------------------------------------------
+
+    def traces(self, request: Any, tenant_id: str, limits: Limits, counts: RedactionCounts) -> NormalizedBatch:
+        batch = NormalizedBatch()
+        for resource_spans in request.resource_spans:
+            service = self._service_name(resource_spans.resource.attributes, counts)
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    batch.received += 1
+                    record_or_reason = self._span(span, tenant_id, service, limits, counts)
+                    if isinstance(record_or_reason, str):
+                        batch.reject(record_or_reason)
+                    else:
+                        batch.spans.append(record_or_reason)
+        return batch
+
+    def _service_name(self, attributes: Any, counts: RedactionCounts) -> str | None:
+        for kv in attributes:
+            if kv.key == "service.name":
+                value = _as_str(any_value(kv.value))
+                return self.sanitizer.ident(value, counts) if value else None
+        return None
+
+    def _classify(self, key: str) -> tuple[str, int] | str | None:
+        """(concept, rank) for a read key, the side for a content key, None for any other key;
+        memoised per key string (keys repeat across spans) up to a bound (hostile input may
+        send millions of distinct keys)."""
+        info: tuple[str, int] | str | None = cv.KEY_RANK.get(key) or self._content_side(key)
+        if len(self._key_kinds) < _KEY_MEMO_SIZE:
+            self._key_kinds[key] = info
+        return info
+
+    def _read(self, attributes: Any, content: _Content) -> dict[str, Any]:
+        """One pass over a span's attributes: concept -> the value of its best-ranked key
+        (empty values never win), content keys measured, everything else skipped.
+
+        This loop runs for every attribute of every span, so it is written flat: strings and
+        integers (nearly every value) are read inline rather than through ``any_value``, and a
+        content value's text is only looked at for the first value of its side (its type);
+        later ones are measured with ``ByteSize`` alone."""
+        found: dict[str, Any] = {}
+        ranks: dict[str, int] = {}
+        kinds = self._key_kinds
+        for kv in attributes:
+            key = kv.key
+            info = kinds.get(key, _UNSEEN)
+            if info is _UNSEEN:
+                info = self._classify(key)
+            if info is None:
+                continue
+            if info.__class__ is str:  # a content key: "input", "output" or "other"
+                if info == "input":
+                    if content.input_type is None:
+                        content.add(info, kv.value)
+                    else:
+                        content.input_size = (content.input_size or 0) + _string_size(kv.value)
+                elif info == "output":
+                    if content.output_type is None:
+                        content.add(info, kv.value)
+                    else:
+                        content.output_size = (content.output_size or 0) + _string_size(kv.value)
+                continue
+            concept, rank = info
+            if rank >= ranks.get(concept, 99):
+                continue
+            any_val = kv.value
+            kind = any_val.WhichOneof("value")
+            if kind == "string_value":
+                value: Any = any_val.string_value
+                if not value:
+                    continue
+            elif kind == "int_value":
+                value = any_val.int_value
+            else:
+                value = any_value(any_val)
+                if value is None or value == "" or value == []:
+                    continue
+            found[concept] = value
+            ranks[concept] = rank
+        return found
+
+    def _span(
+        self, span: Any, tenant_id: str, service: str | None, limits: Limits, counts: RedactionCounts
+    ) -> SpanRecord | str:
+        trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+        if len(trace_id) != 16 or not any(trace_id):
+            return "invalid_trace_id"
+        if len(span_id) != 8 or not any(span_id):
+            return "invalid_span_id"
+        if parent and (len(parent) != 8 or not any(parent)):
+            return "invalid_parent_span_id"
+        start, end = span.start_time_unix_nano, span.end_time_unix_nano
+        if start == 0 or end == 0:
+            return "missing_timestamp"
+        if end < start:
+            return "negative_duration"
+        if end - start > MAX_DURATION_NS:
+            return "duration_too_long"
+        if start > limits.now_ns + limits.max_future_ns:
+            return "timestamp_in_future"
+        if start < limits.now_ns - limits.max_age_ns:
+            return "timestamp_too_old"
+
+        sanitizer = self.sanitizer
+        content = _Content()
+        found = self._read(span.attributes, content)
+        raw_name = span.name or "unnamed"
+        name = sanitizer.ident(raw_name, counts)
+        category = _category(found, raw_name)
+        workflow_span = False
+        if category is Category.AGENT and "agent name" not in found and cv.OPENINFERENCE_KIND in found:
+            # An OpenInference AGENT span that names no agent is a workflow wrapper (openai-agents'
+            # trace root, named after RunConfig.workflow_name, above the real agent span). As a
+            # chain it is still the execution when it is the root of a trace without agents (rule 2).
+            category = Category.CHAIN
+            workflow_span = True
+
+        record = SpanRecord(
+            tenant_id=tenant_id,
+            trace_id=trace_id.hex(),
+            span_id=span_id.hex(),
+            parent_span_id=parent.hex() if parent else None,
+            category=category,
+            name=name,
+            start_ns=start,
+            end_ns=end,
+            status="success",
+            source=_source(found),
+            service_name=service,
+        )
+        self._identity(record, found, raw_name, counts)
+        if workflow_span and record.workflow_name is None:
+            record.workflow_name = name
+        self._llm(record, found, counts)
+        self._ours(record, found, content, counts)
+        exception = self._events(record, span.events, limits, counts)
+        self._status(record, span.status, found, exception, counts)
+        return record
+
+    def _identity(self, record: SpanRecord, found: dict[str, Any], raw_name: str, counts: RedactionCounts) -> None:
+        sanitizer = self.sanitizer
+        category = record.category
+        agent_name = _as_str(found.get("agent name"))
+        if category is Category.AGENT and agent_name is None:
+            entity = _as_str(found.get(cv.TRACELOOP_ENTITY))
+            agent_name = entity or _strip_affixes(raw_name, "invoke_agent", ".agent")
+            if agent_name in ("invoke_agent", ""):
+                agent_name = record.service_name
+        if agent_name:
+            record.agent_name = sanitizer.ident(agent_name, counts)
+        agent_id = _as_str(found.get("agent id"))
+        if agent_id:
+            record.agent_id = sanitizer.ident(agent_id, counts)
+        elif record.agent_name:
+            record.agent_id = record.agent_name
+        if category is Category.AGENT:
+            description = _as_str(found.get("gen_ai.agent.description"))
+            version = _as_str(found.get("gen_ai.agent.version"))
+            record.agent_description = sanitizer.text(description, counts) if description else None
+            record.agent_version = sanitizer.ident(version, counts) if version else None
+        if category is Category.TOOL:
+            tool = _as_str(found.get("tool name")) or _as_str(found.get(cv.TRACELOOP_ENTITY))
+            tool = tool or _strip_affixes(raw_name, "execute_tool", ".tool")
+            record.tool_name = sanitizer.ident(tool, counts)
+        user = _as_str(found.get("user id"))
+        if user:
+            record.user_id = sanitizer.user(user, counts)
+        session = _as_str(found.get("session id"))
+        if session:
+            record.session_id = sanitizer.user(session, counts)
+        workflow = _as_str(found.get("workflow"))
+        if workflow:
+            record.workflow_name = sanitizer.ident(workflow, counts)
+
+    def _llm(self, record: SpanRecord, found: dict[str, Any], counts: RedactionCounts) -> None:
+        sanitizer = self.sanitizer
+        operation = _as_str(found.get("operation")) or _as_str(found.get(cv.LEGACY_REQUEST_TYPE))
+        if operation:
+            record.operation = sanitizer.ident(operation, counts)
+        model = _as_str(found.get("model"))
+        if model:
+            record.model = sanitizer.ident(model, counts)
+        provider = _as_str(found.get("provider"))
+        if provider:
+            record.provider = sanitizer.ident(provider, counts).lower()  # scrub first: rules are case-sensitive
+        record.input_tokens = _as_int(found.get("input tokens")) or 0
+        record.output_tokens = _as_int(found.get("output tokens")) or 0
+        streaming = found.get("streaming")
+        if streaming is not None:
+            record.streaming = _as_bool(streaming)
+        finish = _as_str(found.get("finish reason"))
+        if finish:
+            record.finish_reason = sanitizer.ident(finish, counts)[:64]
+        parameters = found.get(cv.INVOCATION_PARAMETERS)
+        if parameters is not None and (record.model is None or record.streaming is None):
+            self._invocation_parameters(record, parameters, counts)
+
+    def _invocation_parameters(self, record: SpanRecord, parameters: Any, counts: RedactionCounts) -> None:
+        """OpenInference's request parameters (a JSON string): only the model (failed calls carry
+        no ``llm.model_name``) and the stream flag are read; the rest (openai-agents' variant
+        holds the system prompt) is never kept."""
+        if not isinstance(parameters, str) or len(parameters) > _MAX_INVOCATION_PARAMETERS:
+            return
+        try:
+            decoded = orjson.loads(parameters)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(decoded, dict):
+            return
+        model = decoded.get("model")
+        if record.model is None and isinstance(model, str) and 0 < len(model) <= 128:
+            record.model = self.sanitizer.ident(model, counts)
+        stream = decoded.get("stream")
+        if record.streaming is None and isinstance(stream, bool):
+            record.streaming = stream
+
+    def _ours(self, record: SpanRecord, found: dict[str, Any], content: _Content, counts: RedactionCounts) -> None:
+        # Every lookup below usually misses: test presence before converting anything.
+        sanitizer = self.sanitizer
+        if not _OUR_CONCEPTS.isdisjoint(found):
+            self._our_namespace(record, found, counts)
+        value = found.get("HTTP status")
+        if value is not None:
+            http_status = _as_int(value, 999)
+            record.http_status = http_status if http_status and http_status >= 100 else None
+        value = found.get("user agent")
+        if value is not None and (text := _as_str(value)):
+            record.user_agent = sanitizer.ident(text, counts)
+        value = found.get("client IP (anonymised)")
+        if value is not None and (text := _as_str(value)):
+            record.ip_address = sanitizer.ip(text, counts)
+        value = found.get("intent")
+        if value is not None and (text := _as_str(value)):
+            record.intent = sanitizer.ident(text, counts)[:128]
+        value = found.get("feature")
+        if value is not None and (text := _as_str(value)):
+            record.feature = sanitizer.ident(text, counts)[:128]
+        # sizes and types: declared by the plugin first, else measured from content attributes
+        if record.input_size is None:
+            record.input_size = content.input_size
+        if record.output_size is None:
+            record.output_size = content.output_size
+        if record.input_type is None:
+            mime = found.get("input.mime_type")
+            record.input_type = (
+                type_from_mime(str(mime)) if mime is not None and record.input_size else content.input_type
+            )
+        if record.output_type is None:
+            mime = found.get("output.mime_type")
+            record.output_type = (
+                type_from_mime(str(mime)) if mime is not None and record.output_size else content.output_type
+            )
+
+    def _our_namespace(self, record: SpanRecord, found: dict[str, Any], counts: RedactionCounts) -> None:
+        """``agent_otel.*`` keys (the plugin's): execution id, credits, timings, sizes, status."""
+        sanitizer = self.sanitizer
+        execution_id = _as_str(found.get("agent_otel.execution.id"))
+        if execution_id:
+            record.execution_id = sanitizer.ident(execution_id, counts)[:200]
+        record.credits = _as_float(found.get("agent_otel.credits")) or 0.0
+        for attr, key in (
+            ("queue_time", "agent_otel.queue_time_ms"),
+            ("processing_time", "agent_otel.processing_time_ms"),
+            ("response_time", "agent_otel.response_time_ms"),
+        ):
+            number = _as_float(found.get(key))
+            if number is not None and number < 2**31:
+                setattr(record, attr, int(number))
+        record.input_size = _as_int(found.get("agent_otel.input.size"))
+        record.output_size = _as_int(found.get("agent_otel.output.size"))
+        input_type = _as_str(found.get("agent_otel.input.type"))
+        if input_type:
+            record.input_type = sanitizer.ident(input_type, counts)[:32]
+        output_type = _as_str(found.get("agent_otel.output.type"))
+        if output_type:
+            record.output_type = sanitizer.ident(output_type, counts)[:32]
+        status = _as_str(found.get("agent_otel.execution.status"))
+        if status in _VALID_STATUSES:
+            record.status = status
+
+    def _events(self, record: SpanRecord, events: Any, limits: Limits, counts: RedactionCounts) -> EventRecord | None:
+        """Keep the span's events as records; returns the first exception event, if any."""
+        exception: EventRecord | None = None
+        if not events:
+            return None
+        kept = 0
+        for event in events:
+            name = event.name
+            if name.endswith(".chunk"):  # streaming chunk events: one per token, no value kept
+                if record.streaming is None:
+                    record.streaming = True
+                continue
+            if name in _STREAMING_EVENTS and record.streaming is None:
+                record.streaming = True
+            if kept >= limits.max_events_per_span:
+                break
+            kept += 1
+            kept_event = self._event(name, event, record.start_ns, limits, counts)
+            record.events.append(kept_event)
+            if exception is None and name == "exception":
+                exception = kept_event
+        return exception
+
+    def _event(self, name: str, event: Any, default_ns: int, limits: Limits, counts: RedactionCounts) -> EventRecord:
+        sanitizer = self.sanitizer
+        content = _Content()
+        known: dict[str, Any] = {}
+        for kv in event.attributes:
+            key = kv.key
+            if key in _EXCEPTION_KEYS or key in _FEEDBACK_KEYS:
+                known[key] = any_value(kv.value)
+            else:
+                side = self._content_side(key)
+                if side is not None or key.endswith(("content", "message", "body")):
+                    content.add(side or "input", kv.value)
+        time_ns = event.time_unix_nano
+        if not limits.now_ns - limits.max_age_ns <= time_ns <= limits.now_ns + limits.max_future_ns:
+            time_ns = default_ns  # missing or out of range: the span's own (validated) start
+        if name == "exception":
+            # scrub before normalizing: normalizing keeps the part after the last '.', which can
+            # cut a secret (a JWT, a token) past the point where the scrubber recognises it
+            raw_exc_type = _as_str(known.get("exception.type")) or "Exception"
+            exc_type = normalize_error_type(sanitizer.ident(raw_exc_type, counts))
+            message = _as_str(known.get("exception.message"))
+            text = f"{exc_type}: {sanitizer.text(message, counts)}" if message else exc_type
+            return EventRecord(name, time_ns, "error", "error", text, {"exception_type": exc_type})
+        if name == FEEDBACK_EVENT:
+            return EventRecord(name, time_ns, "info", "user_action", "feedback", None, self._feedback(known, counts))
+        context: dict[str, Any] | None = None
+        if content.input_size is not None:
+            context = {"size": content.input_size, "type": content.input_type}
+        category = "llm" if name.startswith(("gen_ai.", "llm.")) else "execution"
+        clean_name = sanitizer.ident(name, counts)  # the stored event_name too, not only the message
+        return EventRecord(clean_name, time_ns, "info", category, clean_name, context)
+
+    def _feedback(self, known: dict[str, Any], counts: RedactionCounts) -> Feedback:
+        rating = _as_int(known.get(FEEDBACK_RATING), 5)
+        comment = _as_str(known.get(FEEDBACK_COMMENT))
+        feedback_id = _as_str(known.get(FEEDBACK_ID))
+        return Feedback(
+            rating=rating if rating and 1 <= rating <= 5 else None,
+            favorite=_as_bool(known.get(FEEDBACK_FAVORITE)),
+            comment=self.sanitizer.text(comment, counts) if comment else None,
+            feedback_id=self.sanitizer.ident(feedback_id, counts)[:128] if feedback_id else None,
+        )
+
+    def _status(
+        self,
+        record: SpanRecord,
+        status: Any,
+        found: dict[str, Any],
+        exception: EventRecord | None,
+        counts: RedactionCounts,
+    ) -> None:
+        raw_type = _as_str(found.get("error type"))
+        is_error = status.code == STATUS_CODE_ERROR or raw_type is not None
+        if is_error:
+            provider_status = _provider_error_status(status.message, exception)
+            if record.http_status is None:
+                record.http_status = provider_status
+            if raw_type:
+                record.error_type = normalize_error_type(self.sanitizer.ident(raw_type, counts))
+            elif exception is not None and exception.context:
+                record.error_type = exception.context["exception_type"]
+            elif provider_status is not None:
+                record.error_type = _OPENAI_STATUS_ERRORS.get(provider_status, "InternalServerError")
+            else:
+                record.error_type = "error"
+            if status.message:
+                record.error_message = self.sanitizer.text(status.message, counts)
+            elif exception is not None:
+                record.error_message = exception.message
+        record.status = classify_status(
+            is_error,
+            record.error_type,
+            record.http_status,
+            record.status if record.status != "success" else None,
+        )
+
+    # -- logs --------------------------------------------------------------------------------
+
+    def logs(
+        self, request: Any, tenant_id: str, limits: Limits, counts: RedactionCounts, store_untraced: bool
+    ) -> NormalizedBatch:
+        batch = NormalizedBatch()
+        for resource_logs in request.resource_logs:
+            service = self._service_name(resource_logs.resource.attributes, counts)
+            for scope_logs in resource_logs.scope_logs:
+                for log in scope_logs.log_records:
+                    batch.received += 1
+                    result = self._log(log, tenant_id, service, limits, counts, store_untraced)
+                    if isinstance(result, str):
+                        if result == "ignored":
+                            batch.ignored += 1
+                        else:
+                            batch.reject(result)
+                    else:
+                        batch.logs.append(result)
+        return batch
+
+    def _log(
+        self,
+        log: Any,
+        tenant_id: str,
+        service: str | None,
+        limits: Limits,
+        counts: RedactionCounts,
+        store_untraced: bool,
+    ) -> LogRecordIn | str:
+        trace_id, span_id = log.trace_id, log.span_id
+        if trace_id and len(trace_id) != 16:
+            return "invalid_trace_id"
+        if span_id and len(span_id) != 8:
+            return "invalid_span_id"
+        if not any(trace_id) and not store_untraced:
+            return "ignored"
+        time_ns = log.time_unix_nano or log.observed_time_unix_nano
+        if time_ns == 0:
+            return "missing_timestamp"
+        if time_ns > limits.now_ns + limits.max_future_ns:
+            return "timestamp_in_future"
+        if time_ns < limits.now_ns - limits.max_age_ns:
+            return "timestamp_too_old"
+        sanitizer = self.sanitizer
+        event_name = log.event_name if hasattr(log, "event_name") else ""
+        known: dict[str, Any] = {}
+        content = _Content()
+        for kv in log.attributes:
+            key = kv.key
+            if key == "event.name" and not event_name:
+                event_name = _as_str(any_value(kv.value)) or ""
+            elif key in _FEEDBACK_KEYS or key in _EXCEPTION_KEYS or key in _LOG_IDENTITY_KEYS:
+                known[key] = any_value(kv.value)
+            else:
+                side = self._content_side(key)
+                if side is not None:
+                    content.add(side, kv.value)
+        agent = _as_str(_first(known, cv.AGENT_ID)) or _as_str(_first(known, cv.AGENT_NAME))
+        user = _as_str(_first(known, cv.USER_ID))
+        execution = _as_str(known.get("agent_otel.execution.id"))
+        level = "info"
+        for threshold, name in _SEVERITY_LEVELS:
+            if log.severity_number >= threshold:
+                level = name
+                break
+        else:
+            if log.severity_text:
+                lowered = log.severity_text.lower()
+                level = "warn" if lowered.startswith("warn") else lowered if lowered in ("error", "debug") else "info"
+        feedback = self._feedback(known, counts) if event_name == FEEDBACK_EVENT else None
+        body_kind = log.body.WhichOneof("value")
+        context: dict[str, Any] | None = None
+        if event_name.startswith(("gen_ai.", "llm.")) or body_kind in ("kvlist_value", "array_value", "bytes_value"):
+            # GenAI events carry prompts and completions in the body: size and type only
+            size, type_ = _measure(log.body)
+            context = {"size": size, "type": type_}
+            message = sanitizer.ident(event_name, counts) if event_name else f"{type_} body"
+        elif body_kind == "string_value":
+            message = sanitizer.text(log.body.string_value, counts)
+        elif event_name:
+            message = sanitizer.ident(event_name, counts)
+        else:
+            message = ""
+        if content.input_size is not None or content.output_size is not None:
+            context = dict(context or {})
+            context["attributes_size"] = (content.input_size or 0) + (content.output_size or 0)
+        category = "user_action" if feedback else ("error" if level == "error" else "llm" if context else "execution")
+        digest = hashlib.blake2b(log.SerializeToString(deterministic=True), digest_size=16).hexdigest()
+        return LogRecordIn(
+            tenant_id=tenant_id,
+            log_id=digest,
+            time_ns=time_ns,
+            trace_id=trace_id.hex() if any(trace_id) else None,
+            span_id=span_id.hex() if span_id and any(span_id) else None,
+            level=level,
+            category=category,
+            event_name=sanitizer.ident(event_name, counts) if event_name else None,
+            message=message,
+            context=context,
+            service_name=service,
+            feedback=feedback,
+            agent_id=sanitizer.ident(agent, counts) if agent else None,
+            user_id=sanitizer.user(user, counts) if user else None,
+            execution_id=sanitizer.ident(execution, counts)[:200] if execution else None,
+        )

@@ -1,0 +1,269 @@
+"""``agent-otel serve --workers N``: N ingest processes share the OTLP listeners.
+
+One Python process can use only one core (the GIL), and ingest is CPU-bound (decode, normalize,
+sanitize, COPY encoding). So:
+
+- the parent migrates the database, reserves the OTLP ports, serves the HTTP API and runs the
+  background jobs (partitions, retention); it does not ingest;
+- each worker binds the same OTLP/HTTP and OTLP/gRPC ports with ``SO_REUSEPORT`` (the kernel
+  spreads connections across them), runs its own group-commit writer, and exposes its metrics on
+  a private port;
+- the parent's ``/metrics`` merges the workers' expositions (counters and histograms summed,
+  ``*_up`` gauges and ``*_created`` timestamps take the minimum, exemplars kept), so Prometheus scrapes one target;
+- workers get their settings as JSON on stdin; when the parent dies the pipe closes and the
+  workers drain and exit. A worker that dies is restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector as PromCollector
+from prometheus_client.samples import Sample
+from pydantic import SecretStr
+
+from agent_otel.settings import ListenAddress, Settings
+
+log = logging.getLogger(__name__)
+
+WORKER_READY = "worker metrics on "
+_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+def settings_json(settings: Settings, **overrides: Any) -> str:
+    """The settings as JSON a worker can validate again (secrets included: sent over a pipe)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    data: dict[str, Any] = plain(settings.model_dump())  # sections added later come along
+    data.update(overrides)
+    return json.dumps(data)
+
+
+def reserve_port(address: ListenAddress) -> tuple[socket.socket, int]:
+    """Bind (not listen) with SO_REUSEPORT: the port is ours until the workers bind it too."""
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((address.host, address.port))
+    return sock, int(sock.getsockname()[1])
+
+
+@dataclass
+class Worker:
+    index: int
+    settings_text: str
+    process: subprocess.Popen[str] | None = None
+    metrics_port: int | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent_otel.collector.workers", "--child", str(self.index)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(self.settings_text + "\n")
+        self.process.stdin.flush()  # stdin stays open: closing it tells the worker to stop
+        for line in self.process.stdout:
+            if line.startswith(WORKER_READY):
+                self.metrics_port = int(line.rsplit(":", 1)[1])
+                break
+        else:
+            raise RuntimeError(f"worker {self.index} exited during start-up (code {self.process.wait()})")
+        threading.Thread(target=self._drain_stdout, daemon=True, name=f"worker-{self.index}-out").start()
+
+    def _drain_stdout(self) -> None:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            sys.stdout.write(line)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int | None:
+        if self.process is None:
+            return None
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(Exception):
+                stream.close()  # type: ignore[union-attr]
+        return code
+
+
+@dataclass(eq=False)  # registries key collectors by identity
+class WorkerMetrics(PromCollector):
+    """Merges the workers' OpenMetrics expositions at scrape time."""
+
+    workers: list[Worker]
+    timeout: float = 5.0
+    local: CollectorRegistry | None = None
+    _client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=5.0))
+
+    def _families(self) -> Iterator[Metric]:
+        if self.local is not None:
+            yield from self.local.collect()
+        for worker in self.workers:
+            if worker.metrics_port is None:
+                continue
+            try:
+                response = self._client.get(
+                    f"http://127.0.0.1:{worker.metrics_port}/metrics", headers={"Accept": _OPENMETRICS}
+                )
+            except httpx.HTTPError:
+                continue  # a worker being restarted: its counters come back with it
+            yield from text_string_to_metric_families(response.text)  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterable[Metric]:
+        return merge_families(self._families())
+
+
+def merge_families(families: Iterable[Metric]) -> list[Metric]:
+    merged: dict[str, Metric] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], Sample]] = {}
+    for family in families:
+        target = merged.get(family.name)
+        if target is None:
+            target = Metric(family.name, family.documentation, family.type, family.unit)
+            merged[family.name] = target
+            values[family.name] = {}
+        samples = values[family.name]
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            seen = samples.get(key)
+            if seen is None:
+                samples[key] = Sample(sample.name, sample.labels, sample.value, None, sample.exemplar)
+            elif family.type == "info":
+                continue
+            elif (family.type == "gauge" and family.name.endswith("_up")) or sample.name.endswith("_created"):
+                samples[key] = seen._replace(value=min(seen.value, sample.value))
+            else:
+                samples[key] = seen._replace(value=seen.value + sample.value, exemplar=sample.exemplar or seen.exemplar)
+    for name, target in merged.items():
+        target.samples = list(values[name].values())
+    return list(merged.values())
+
+
+def serve_workers(settings: Settings) -> int:
+    """Run the parent: reserve ports, start the workers, serve the API, supervise."""
+    from agent_otel.collector.service import Collector
+
+    grpc_sock, grpc_port = reserve_port(settings.otlp_grpc)
+    http_sock, http_port = reserve_port(settings.otlp_http)
+    worker_text = settings_json(
+        settings,
+        otlp_grpc=f"{settings.otlp_grpc.host}:{grpc_port}",
+        otlp_http=f"{settings.otlp_http.host}:{http_port}",
+        http="127.0.0.1:0",
+        migrate=False,
+        workers=1,
+    )
+    parent = Collector(settings, role="api")
+    parent.prepare_database()  # migrations, partitions and prices once, before any worker writes
+    workers = [Worker(i, worker_text) for i in range(settings.workers)]
+    for worker in workers:
+        worker.start()
+    registry = CollectorRegistry()
+    registry.register(WorkerMetrics(workers, local=parent.registry))
+    parent.api_context.registry = registry
+    parent.ports = {"otlp-grpc": grpc_port, "otlp-http": http_port}
+
+    stopping = threading.Event()
+
+    def supervise() -> None:
+        while not stopping.wait(1.0):
+            for worker in workers:
+                if worker.process is not None and worker.process.poll() is not None and not stopping.is_set():
+                    log.warning("worker %d exited (code %s); restarting", worker.index, worker.process.returncode)
+                    worker.restarts += 1
+                    worker.wait(0)
+                    with contextlib.suppress(Exception):
+                        worker.start()
+
+    threading.Thread(target=supervise, daemon=True, name="supervisor").start()
+    try:
+        asyncio.run(parent.run(skip_prepare=True))
+    finally:
+        stopping.set()
+        for worker in workers:
+            worker.stop()
+        for worker in workers:
+            worker.wait(60)
+        grpc_sock.close()
+        http_sock.close()
+    return 0
+
+
+def _child(index: int) -> int:
+    """A worker: read settings from stdin, ingest until SIGTERM or until stdin closes."""
+    from agent_otel.collector.service import Collector
+    from agent_otel.settings import load_settings
+
+    data = json.loads(sys.stdin.readline())
+    settings = load_settings(data, environ={})
+    logging.basicConfig(
+        level=settings.log_level,
+        format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    collector = Collector(settings, role="ingest", announce=lambda _line: None)
+
+    async def ready(c: Collector) -> None:
+        print(f"{WORKER_READY}127.0.0.1:{c.ports['http']}", flush=True)
+        loop = asyncio.get_running_loop()
+
+        def watch_parent() -> None:
+            sys.stdin.read()  # returns at EOF: the parent is gone
+            loop.call_soon_threadsafe(c.stop)
+
+        threading.Thread(target=watch_parent, daemon=True, name="parent-watch").start()
+
+    started = time.monotonic()
+    asyncio.run(collector.run(ready))
+    log.info("worker %d stopped after %.0f s", index, time.monotonic() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        sys.exit(_child(int(sys.argv[2])))
+    sys.exit("agent_otel.collector.workers is started by `agent-otel serve --workers N`")

@@ -1,0 +1,96 @@
+"""``agent-otel serve`` as users run it: a real process, port 0, announced ports, SIGTERM drain."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+from tests.otlp_helpers import encode, finished_spans
+
+LISTENING = re.compile(r"^(otlp-grpc|otlp-http|http) listening on 127\.0\.0\.1:(\d+)$")
+
+
+def start_serve(db_url: str, *extra: str) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent_otel",
+            "serve",
+            "--db",
+            db_url,
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-http",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--log-level",
+            "WARNING",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    ports: dict[str, int] = {}
+    deadline = time.monotonic() + 60
+    assert process.stdout is not None
+    while len(ports) < 3 and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        match = LISTENING.match(line.strip())
+        if match:
+            ports[match.group(1)] = int(match.group(2))
+    assert len(ports) == 3, f"no listening lines; stderr: {process.stderr.read() if process.stderr else ''}"
+    return process, ports
+
+
+def test_serve_announces_ports_and_drains_on_sigterm(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'serve.db'}"
+    process, ports = start_serve(db_url)
+    try:
+        assert all(port > 0 for port in ports.values())
+        assert httpx.get(f"http://127.0.0.1:{ports['http']}/healthz").text == "ok"
+        ready = httpx.get(f"http://127.0.0.1:{ports['http']}/readyz")
+        assert ready.status_code == 200 and ready.json()["database"] is True
+        response = httpx.post(
+            f"http://127.0.0.1:{ports['otlp-http']}/v1/traces",
+            content=encode(finished_spans(5)),
+            headers={"Content-Type": "application/x-protobuf"},
+        )
+        assert response.status_code == 200
+        metrics = httpx.get(f"http://127.0.0.1:{ports['http']}/metrics").text
+        assert 'agent_executions_total{agent="support-bot-id",status="success"} 5.0' in metrics
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)  # also closes the pipes
+    assert process.returncode == 0, stderr
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM agent_executions")).scalar_one() == 5
+    engine.dispose()
+
+
+def test_serve_refuses_an_invalid_configuration(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("ingest:\n  max_body_bytes: -5\nnot_a_setting: 1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "agent_otel", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "invalid configuration" in result.stderr
+    assert "ingest.max_body_bytes" in result.stderr and "not_a_setting" in result.stderr

@@ -1,0 +1,148 @@
+"""The write transaction on a real database: traces split across requests, late steps,
+duplicates, and the change set that rollups and metrics consume."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from sqlalchemy import Engine, text
+
+from agent_otel.collector.pipeline.model import NormalizedBatch
+from agent_otel.collector.pipeline.normalize import Limits, Normalizer
+from agent_otel.collector.pipeline.pricing import PriceBook, Pricer, builtin_prices
+from agent_otel.collector.pipeline.sanitize import SpanSanitizer
+from agent_otel.collector.receiver.decode import decode_traces
+from agent_otel.collector.storage import migrate
+from agent_otel.collector.storage.transaction import ChangeSet, write_group
+from agent_otel.sanitize import RedactionCounts
+from agent_otel.settings import SanitizerSettings
+from tests.otlp_helpers import encode, finished_spans
+
+NORMALIZER = Normalizer(SpanSanitizer(SanitizerSettings()))
+PRICER = Pricer(PriceBook(builtin_prices()))
+
+
+def batch_of(spans: Sequence[ReadableSpan]) -> NormalizedBatch:
+    limits = Limits(time.time_ns(), 86_400 * 10**9, 3650 * 86_400 * 10**9, 32)
+    batch = NORMALIZER.traces(decode_traces(encode(spans), "protobuf"), "default", limits, RedactionCounts())
+    PRICER.apply(batch)
+    return batch
+
+
+def write(engine: Engine, spans: Sequence[ReadableSpan]) -> ChangeSet:
+    with engine.begin() as conn:
+        return write_group(conn, [batch_of(spans)], [])
+
+
+def execution_totals(engine: Engine) -> list[tuple[int, int, int, int]]:
+    with engine.connect() as conn:
+        return [
+            tuple(r)  # type: ignore[misc]
+            for r in conn.execute(
+                text("SELECT input_tokens, output_tokens, llm_calls, tool_calls FROM agent_executions")
+            )
+        ]
+
+
+def test_children_first_then_agent_span(db_url: str, engine_for: Callable[[str], Engine]) -> None:
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    spans = finished_spans(1)  # children end (and are exported) before the agent span
+    agent = [s for s in spans if s.parent is None]
+    children = [s for s in spans if s.parent is not None]
+
+    first = write(engine, children)
+    assert len(first.steps) == 3 and all(step.execution_id is None for step in first.steps)
+    assert first.executions == []
+
+    second = write(engine, agent)
+    assert len(second.executions) == 1
+    row = second.executions[0]
+    assert (row.input_tokens, row.output_tokens, row.llm_calls, row.tool_calls) == (2500, 500, 2, 1)
+    assert len(second.adopted_steps) == 3
+    with engine.connect() as conn:
+        orphans = conn.execute(text("SELECT count(*) FROM agent_steps WHERE execution_id IS NULL")).scalar_one()
+    assert orphans == 0
+    assert execution_totals(engine) == [(2500, 500, 2, 1)]
+
+
+def test_late_step_updates_totals_and_reports_a_delta(db_url: str, engine_for: Callable[[str], Engine]) -> None:
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    spans = finished_spans(1)
+    late = next(s for s in spans if s.parent is not None and s.name.startswith("chat"))
+    early = [s for s in spans if s is not late]
+
+    write(engine, early)
+    assert execution_totals(engine) == [(1500, 300, 1, 1)] or execution_totals(engine) == [(1000, 200, 1, 1)]
+    before = execution_totals(engine)[0]
+
+    changes = write(engine, [late])
+    assert changes.executions == [] and len(changes.steps) == 1
+    assert len(changes.deltas) == 1
+    delta = changes.deltas[0]
+    assert (delta.before.input_tokens, delta.before.llm_calls) == (before[0], 1)
+    assert (delta.after.input_tokens, delta.after.output_tokens, delta.after.llm_calls) == (2500, 500, 2)
+    assert delta.after.cost_usd is not None and delta.before.cost_usd is not None
+    assert delta.after.cost_usd > delta.before.cost_usd
+    assert execution_totals(engine) == [(2500, 500, 2, 1)]
+
+
+def test_duplicates_across_and_within_groups_insert_once(db_url: str, engine_for: Callable[[str], Engine]) -> None:
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    spans = finished_spans(2, fail_tool=True)
+    with engine.begin() as conn:
+        changes = write_group(conn, [batch_of(spans), batch_of(spans)], [])  # the same request twice in a group
+    assert len(changes.executions) == 2 and len(changes.steps) == 6 and len(changes.logs) == 2
+    again = write(engine, spans)
+    assert again.executions == [] and again.steps == [] and again.logs == [] and again.deltas == []
+    with engine.connect() as conn:
+        counts = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM agent_executions), (SELECT count(*) FROM agent_steps),"
+                " (SELECT count(*) FROM agent_logs)"
+            )
+        ).one()
+    assert tuple(counts) == (2, 6, 2)
+
+
+def test_orphan_sweep_adopts_what_a_concurrent_writer_left(
+    db_url: str, engine_for: Callable[[str], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers commit one trace's children and its agent span at once: neither sees the
+    other's rows. Reproduced by writing the agent span through a store whose lookup sees nothing
+    (what the racing transaction saw), then swept."""
+    from datetime import UTC, datetime, timedelta
+
+    from agent_otel.collector.pipeline.assemble import StoredState
+    from agent_otel.collector.storage import transaction
+    from agent_otel.collector.storage.orphans import sweep_orphans
+    from agent_otel.collector.storage.store import store_for
+
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    spans = finished_spans(1)
+    write(engine, [s for s in spans if s.parent is not None])  # children: orphans
+
+    def blind_store(conn: object) -> object:
+        store = store_for(conn)  # type: ignore[arg-type]
+        store.stored_state = lambda *_args: StoredState()  # type: ignore[method-assign]
+        return store
+
+    monkeypatch.setattr(transaction, "store_for", blind_store)
+    racing = write(engine, [s for s in spans if s.parent is None])
+    monkeypatch.undo()
+    assert racing.adopted_steps == [] and len(racing.executions) == 1
+    assert execution_totals(engine) == [(0, 0, 0, 0)]  # the execution does not know its steps
+
+    assert sweep_orphans(engine, []).adopted_steps == []  # too recent: within the grace period
+    swept = sweep_orphans(engine, [], now=datetime.now(UTC) + timedelta(minutes=5))
+    assert len(swept.adopted_steps) == 3
+    assert [(d.before.llm_calls, d.after.llm_calls, d.after.input_tokens) for d in swept.deltas] == [(0, 2, 2500)]
+    assert execution_totals(engine) == [(2500, 500, 2, 1)]
+    again = sweep_orphans(engine, [], now=datetime.now(UTC) + timedelta(minutes=5))
+    assert again.adopted_steps == [] and again.deltas == []

@@ -1,0 +1,129 @@
+"""Group commit through a running collector: requests wait for their commit, and requests that
+arrive while a commit is in progress share the next one."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import httpx
+import psycopg
+from prometheus_client import CollectorRegistry
+from sqlalchemy import text
+
+from agent_otel.collector.storage.database import libpq_conninfo, sqlite_path
+from agent_otel.collector.storage.transaction import ChangeSet
+from tests.conftest import RunningCollector, make_settings, start_collector
+from tests.otlp_helpers import encode, finished_spans
+
+
+@contextmanager
+def write_lock(db_url: str) -> Iterator[None]:
+    """Hold the database's write lock from another connection, so the writer has to wait."""
+    if db_url.startswith("sqlite"):
+        conn = sqlite3.connect(sqlite_path(db_url), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+    else:
+        with psycopg.connect(libpq_conninfo(db_url)) as conn:
+            conn.execute("LOCK TABLE agent_steps IN EXCLUSIVE MODE")
+            yield
+            conn.rollback()
+
+
+def sample(registry: CollectorRegistry, name: str) -> float:
+    value = registry.get_sample_value(name)
+    return 0.0 if value is None else value
+
+
+def test_requests_share_commits_and_wait_for_them(
+    db_url: str, collector_factory: Callable[..., RunningCollector]
+) -> None:
+    running = collector_factory(db_url)
+    registry = running.collector.registry
+    url = f"{running.http_endpoint}/v1/traces"
+    bodies = [encode(finished_spans(2)) for _ in range(20)]
+    warm = httpx.post(url, content=encode(finished_spans(1)), headers={"Content-Type": "application/x-protobuf"})
+    assert warm.status_code == 200
+    commits_before = sample(registry, "agent_otel_batch_write_duration_seconds_count")
+
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def send(body: bytes) -> None:
+        response = httpx.post(url, content=body, headers={"Content-Type": "application/x-protobuf"}, timeout=60)
+        with lock:
+            statuses.append(response.status_code)
+
+    with ThreadPoolExecutor(20) as pool:
+        with write_lock(db_url):
+            futures = [pool.submit(send, body) for body in bodies]
+            threading.Event().wait(1.5)
+            # nothing is acknowledged while the database cannot commit
+            assert not [f for f in futures if f.done()], "a request was answered before its commit"
+            assert sample(registry, "agent_otel_queue_depth_spans") > 0
+        for future in futures:
+            future.result(timeout=60)
+
+    assert statuses == [200] * 20
+    commits = sample(registry, "agent_otel_batch_write_duration_seconds_count") - commits_before
+    # each writer thread takes a group while the lock holds them up (the first requests to arrive);
+    # every later request queues and shares the next commit
+    threads = running.collector.writer.threads
+    assert 1 <= commits <= threads + 1, (commits, threads)
+    with running.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM agent_executions")).scalar_one() == 41
+    assert sample(registry, "agent_otel_queue_depth_spans") == 0
+
+
+class PoisonHook:
+    """A change hook that fails whenever one marked agent's execution is in the transaction: a
+    stand-in for any database-side failure of one row inside a group."""
+
+    def apply(self, conn: object, store: object, changes: ChangeSet) -> None:
+        if any(row.agent_id == "poison-agent" for row in changes.executions):
+            raise ValueError("refused by the test hook")
+
+
+def test_a_span_the_database_refuses_is_rejected_alone(db_url: str) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+    )
+
+    running = start_collector(make_settings(db_url), hooks=[PoisonHook()])
+    try:
+        request = ExportTraceServiceRequest.FromString(encode(finished_spans(3)))
+        spans = request.resource_spans[0].scope_spans[0].spans
+        roots = [s for s in spans if not s.parent_span_id]
+        for attribute in roots[1].attributes:  # the second execution's agent is the poisoned one
+            if attribute.key == "gen_ai.agent.id":
+                attribute.value.string_value = "poison-agent"
+        neighbours = [encode(finished_spans(1)) for _ in range(4)]
+        url = f"{running.http_endpoint}/v1/traces"
+        headers = {"Content-Type": "application/x-protobuf"}
+        with ThreadPoolExecutor(5) as pool, write_lock(db_url):  # one group: the lock holds them together
+            poisoned = pool.submit(httpx.post, url, content=request.SerializeToString(), headers=headers, timeout=60)
+            others = [pool.submit(httpx.post, url, content=b, headers=headers, timeout=60) for b in neighbours]
+            threading.Event().wait(0.5)
+        assert [f.result().status_code for f in others] == [200] * 4
+        response = poisoned.result()
+        assert response.status_code == 200
+        reply = ExportTraceServiceResponse.FromString(response.content)
+        assert reply.partial_success.rejected_spans == 1
+        assert "storage rejected" in reply.partial_success.error_message
+        with running.engine.connect() as conn:
+            agents = [r[0] for r in conn.execute(text("SELECT agent_id FROM agent_executions"))]
+        assert len(agents) == 2 + 4 and "poison-agent" not in agents
+        registry = running.collector.registry
+        written = registry.get_sample_value("agent_otel_rows_written_total", {"table": "agent_executions"})
+        assert written == 6
+    finally:
+        running.stop()
