@@ -41,7 +41,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/throughput.py
 
 clean:
 	rm -rf $(VENV) agent-otel.db agent-otel.db-wal agent-otel.db-shm

@@ -54,8 +54,11 @@ HOURS = [f"hour_{h:02d}" for h in range(24)]
 WEEKDAYS = [f"weekday_{d}" for d in range(7)]
 UPDATED_IN_PLACE = ("agent_metrics", "user_agent_interactions", "usage_daily")
 FILL_FACTOR = 70
-WHOLE_JSON = (("agent_metrics", "duration_sketch"), ("user_agent_interactions", "hour_counts"))
-WHOLE_JSON += (("user_agent_interactions", "weekday_counts"),)
+WHOLE_JSON: tuple[tuple[str, str], ...] = (
+    ("agent_metrics", "duration_sketch"),
+    ("user_agent_interactions", "hour_counts"),
+    ("user_agent_interactions", "weekday_counts"),
+)
 # (table, 0001's index and columns, this revision's index and columns)
 RESHAPED = (
     ("agent_metrics", ("ix_agent_metrics_period", ["tenant_id", "period", "period_start"]),
