@@ -9,10 +9,13 @@ span on this 2-core machine once PostgreSQL and the load generator have their sh
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent_otel.collector.pipeline.assemble import StoredState, assemble, totals_for
 from agent_otel.collector.pipeline.normalize import Limits, Normalizer
 from agent_otel.collector.pipeline.pricing import PriceBook, Pricer, builtin_prices

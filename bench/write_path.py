@@ -10,11 +10,14 @@ microseconds per span (the database's own CPU is not included: it runs in its ow
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent_otel.collector.analytics.hook import RollupHook
 from agent_otel.collector.pipeline.model import NormalizedBatch
 from agent_otel.collector.pipeline.normalize import Limits, Normalizer
