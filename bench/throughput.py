@@ -1,6 +1,6 @@
 """The ingest benchmark (issue 7): one command, one table.
 
-    .venv/bin/python bench/throughput.py                 # every scenario (about 6 minutes)
+    .venv/bin/python bench/throughput.py                 # every scenario (about 8 minutes)
     .venv/bin/python bench/throughput.py --quick         # fewer spans per scenario
     .venv/bin/python bench/throughput.py --soak 600      # also a 10-minute memory soak
 
@@ -346,6 +346,7 @@ def main() -> None:
         Scenario("PostgreSQL, OTLP/gRPC, --workers 2", "postgresql", "grpc", n, workers=2, senders=12),
         Scenario("SQLite, OTLP/HTTP, 1 process", "sqlite", "http", n // 2),
         Scenario("PostgreSQL, 10,000 spans/s open loop", "postgresql", "http", n // 2, rate=10_000, senders=16),
+        Scenario("PostgreSQL, 5,000 spans/s open loop", "postgresql", "http", n // 2, rate=5_000, senders=16),
     ]
     if args.only:
         scenarios = [s for s in scenarios if args.only.lower() in s.name.lower()]
