@@ -93,8 +93,8 @@ def _demo_then_report(endpoint: str, executions: int, collector: Any, settings: 
                 f"  health              curl -s {http}/readyz",
                 f"  the rows            sqlite3 {settings.db_url.removeprefix('sqlite:///')} "
                 "'SELECT agent_id, status, duration, model, input_tokens, cost_usd FROM agent_executions LIMIT 10'",
-                f"  admin API           curl -s -H 'Authorization: Bearer $AGENT_OTEL_ADMIN_TOKEN' "
-                f"{http}/api/admin/metrics?hours=24",
+                f'  admin API           curl -s -H "Authorization: Bearer $AGENT_OTEL_ADMIN_TOKEN" '
+                f"'{http}/api/admin/metrics?hours=24'",
                 "  (the collector keeps running: send your own OTLP traffic, Ctrl-C to stop)",
             ]
         ),
