@@ -23,7 +23,12 @@ _PARTITION = re.compile(r"^(agent_executions|agent_steps|agent_logs)_(default|p\
 
 
 def migrations_dir() -> Path:
-    return Path(str(resources.files("agent_otel") / "_migrations"))
+    """``migrations/`` at the repository root, reached through the package's ``_migrations`` link
+    (so an installed package finds it), or directly from a source checkout without the link."""
+    packaged = Path(str(resources.files("agent_otel") / "_migrations"))
+    if (packaged / "env.py").is_file():
+        return packaged
+    return Path(__file__).resolve().parents[4] / "migrations"
 
 
 def _include_name(name: str | None, type_: str, _parent: dict[str, Any]) -> bool:
