@@ -23,8 +23,8 @@ _PARTITION = re.compile(r"^(agent_executions|agent_steps|agent_logs)_(default|p\
 
 
 def migrations_dir() -> Path:
-    """``migrations/`` at the repository root, reached through the package's ``_migrations`` link
-    (so an installed package finds it), or directly from a source checkout without the link."""
+    """``migrations/`` at the repository root: through the package's ``_migrations`` link (an
+    editable install; a built wheel does not ship the migrations yet), else from the checkout."""
     packaged = Path(str(resources.files("agent_otel") / "_migrations"))
     if (packaged / "env.py").is_file():
         return packaged
