@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine
 
+from agent_otel.collector.analytics.outbox import backlog
 from agent_otel.collector.service import Collector
 from agent_otel.collector.storage.database import create_db_engine
 from agent_otel.settings import Settings, load_settings
@@ -86,6 +88,19 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return load_settings(values, environ={})
+
+
+def wait_for_rollups(engine: Engine, timeout: float = 20.0) -> None:
+    """Wait until a running collector's applier has folded every committed rollup delta in
+    (deferred rollups, analytics/outbox.py): the outbox is empty exactly when it has."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.connect() as conn:
+            pending, _oldest = backlog(conn)
+        if pending == 0:
+            return
+        assert time.monotonic() < deadline, f"{pending} rollup deltas still pending after {timeout} s"
+        time.sleep(0.05)
 
 
 @dataclass

@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from sqlalchemy import Identity
+
 from agent_otel.collector.storage.schema import metadata
 
 TARGET = Path(__file__).resolve().parent.parent / "docs" / "schema.md"
@@ -33,7 +35,13 @@ def render() -> str:
         ]
         lines += ["| column | type | null | default | note |", "|---|---|---|---|---|"]
         for column in table.columns:
-            default = column.server_default.arg.text if column.server_default is not None else ""  # type: ignore[attr-defined]
+            server_default = column.server_default
+            if server_default is None:
+                default = ""
+            elif isinstance(server_default, Identity):
+                default = "identity"
+            else:
+                default = server_default.arg.text  # type: ignore[attr-defined]
             lines.append(
                 f"| `{column.name}` | {column.type.compile()} | {'yes' if column.nullable else 'no'} | {default} |"
                 f" {column.comment or ''} |"

@@ -74,6 +74,17 @@ class IngestSettings(_Section):
     writer_threads: int = Field(
         2, ge=1, le=16, description="groups committed concurrently on PostgreSQL (SQLite always writes with one)"
     )
+    rollups: Literal["deferred", "inline"] = Field(
+        "deferred",
+        description=(
+            "deferred: a write commits its rollup delta with the raw rows and one applier folds deltas into the"
+            " rollup tables in batches (they lag by about a second; see docs/performance.md); inline: rollups are"
+            " updated inside every write transaction, before the acknowledgement"
+        ),
+    )
+    rollup_interval_seconds: float = Field(
+        0.5, gt=0, le=60, description="deferred rollups: how often the applier looks for deltas when not woken"
+    )
     max_future_skew_seconds: float = Field(
         86_400.0, ge=0, description="spans starting further in the future are rejected"
     )

@@ -30,6 +30,7 @@ from agent_otel.collector.analytics.state import (
     USAGE_VALUE_COLUMNS,
 )
 from agent_otel.collector.storage import schema
+from tests.conftest import wait_for_rollups
 
 
 def _norm(value: Any) -> Any:
@@ -45,6 +46,7 @@ def _rows(engine: Engine, table: Any, columns: tuple[str, ...]) -> list[tuple[An
 
 
 def read_rollups(engine: Engine) -> RollupRows:
+    wait_for_rollups(engine)
     out = RollupRows()
     width = len(METRIC_KEY_COLUMNS)
     for row in _rows(engine, schema.agent_metrics, METRIC_KEY_COLUMNS + METRIC_VALUE_COLUMNS):

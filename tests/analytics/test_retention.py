@@ -17,7 +17,7 @@ from agent_otel.collector.storage.store import sqlite_ts
 from agent_otel.settings import RetentionSettings
 from tests.analytics.conftest import post_traces
 from tests.analytics.traffic import demo_requests
-from tests.conftest import RunningCollector
+from tests.conftest import RunningCollector, wait_for_rollups
 
 POLICY = RetentionSettings(
     executions_days=30,
@@ -51,6 +51,7 @@ def test_retention_removes_what_is_past_each_tables_horizon(
     if is_pg:  # daily partitions for part of the old data, the rest lands in the DEFAULT partition
         ensure_partitions(engine, 3, today=today - timedelta(days=44))
     post_traces(running.http_endpoint, demo_requests(90, seed=5, hours=24 * 45))
+    wait_for_rollups(engine)
 
     old_executions = count(engine, "SELECT count(*) FROM agent_executions WHERE started_at < :bound", 30)
     kept_executions = count(engine, "SELECT count(*) FROM agent_executions WHERE started_at >= :bound", 30)

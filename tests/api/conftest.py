@@ -19,7 +19,15 @@ from agent_otel.sanitize import RedactionCounts
 from tests.analytics.conftest import post_traces
 from tests.analytics.traffic import demo_requests
 from tests.collector.storage.test_write_group import NORMALIZER, PRICER
-from tests.conftest import PG_ADMIN_URL, RunningCollector, _pg_admin, _with_database, make_settings, start_collector
+from tests.conftest import (
+    PG_ADMIN_URL,
+    RunningCollector,
+    _pg_admin,
+    _with_database,
+    make_settings,
+    start_collector,
+    wait_for_rollups,
+)
 from tests.otlp_helpers import encode, finished_spans
 
 TOKEN = "test-admin-token-0123456789"
@@ -58,6 +66,7 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     try:
         post_traces(running.http_endpoint, demo_requests(120, seed=3))
         _write_other_tenant(running, "acme")
+        wait_for_rollups(running.engine)
         with httpx.Client(base_url=running.api, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as client:
             yield Loaded(running, client)
     finally:

@@ -371,6 +371,8 @@ def test_promtool_check_metrics_passes_on_the_real_output(
         "agent_otel_rows_written_total",
         "agent_otel_batch_write_duration_seconds_bucket",
         "agent_otel_queue_depth_spans",
+        "agent_otel_rollup_backlog",
+        "agent_otel_rollup_deltas_applied_total",
         "agent_otel_redactions_total",
         "agent_otel_database_errors_total",
         "agent_otel_build_info",

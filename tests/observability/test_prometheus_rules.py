@@ -86,6 +86,7 @@ def test_the_issue_s_alerts_are_all_there() -> None:
         "AgentOtelRefusingSpans",
         "AgentOtelWriteFailures",
         "AgentOtelDatabaseDown",
+        "AgentOtelRollupsBehind",
         "AgentOtelCollectorDown",
         "AgentOtelCollectorAbsent",
     } == set(alerts)

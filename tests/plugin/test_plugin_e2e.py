@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 import agent_otel
-from tests.conftest import RunningCollector
+from tests.conftest import RunningCollector, wait_for_rollups
 from tests.conventions.test_golden import dump_database
 
 PROMPT = "Refund order 1182 for dana@example.com, card 4539148803436467, key sk-proj-PLANTEDplantedPLANTED0123456789ab"
@@ -83,6 +83,7 @@ def test_plugin_rows(running_collector: RunningCollector, protocol: str, no_plug
     assert feedback[None]["execution_id"] == run.execution_id and feedback[None]["agent_id"] == "refund-bot"
 
     if getattr(running_collector.collector, "rollups", None) is not None:  # analytics wired in (issue 4)
+        wait_for_rollups(engine)
         (interaction,) = rows(engine, "SELECT * FROM user_agent_interactions")
         assert interaction["user_id"] == "user-77" and interaction["agent_id"] == "refund-bot"
         assert interaction["total_executions"] == 1 and interaction["rating"] == 4

@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy import text
 
 from agent_otel.sanitize import pseudonymize
-from tests.conftest import RunningCollector
+from tests.conftest import RunningCollector, wait_for_rollups
 from tests.otlp_helpers import agent_trace, http_exporter, sdk_provider
 from tests.redaction.test_redaction_e2e import dump_everything
 
@@ -29,6 +29,7 @@ def test_same_user_same_pseudonym_and_the_real_id_is_stored_nowhere(
                 agent_trace(tracer, agent="support-bot", user=user, session=f"{user}-session-{i}")
 
     expected = {user: pseudonymize(user, KEY.encode()) for user in USERS}
+    wait_for_rollups(running.engine)
     with running.engine.connect() as conn:
         per_user = {r[0]: r[1] for r in conn.execute(text("SELECT user_id, count(*) FROM agent_executions GROUP BY 1"))}
         interactions = {

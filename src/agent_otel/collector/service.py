@@ -24,6 +24,7 @@ from sqlalchemy import Engine, event
 from agent_otel import __version__
 from agent_otel.collector.analytics.hook import RollupHook
 from agent_otel.collector.analytics.maintenance import refresh_statistics
+from agent_otel.collector.analytics.outbox import OutboxHook, RollupApplier
 from agent_otel.collector.analytics.unpriced import UnpricedMetrics
 from agent_otel.collector.api.admin import create_admin_routers
 from agent_otel.collector.api.app import ApiContext, create_api_app
@@ -160,15 +161,17 @@ class Collector:
         self.registry.register(self.otlp_metrics)
         self.routers = [create_workflows_router(), *self.routers]
         self.routers = [*create_admin_routers(), *self.routers]
-        # rollups (issue 4): maintained inside every write transaction; unpriced LLM calls counted
+        # rollups (issue 4): by default each write commits a delta and one applier folds the deltas
+        # in (issue 7, analytics/outbox.py); "inline" updates them inside every write transaction
         self.rollups = RollupHook(settings.retention)
+        deferred = settings.ingest.rollups == "deferred"
         self.unpriced = UnpricedMetrics(self.registry, settings.metrics.max_models, self.health.label_overflow)
         self.engine = writer_engine(settings)
         self.read_engine = create_db_engine(settings)
         self.price_book = load_price_book(settings)
         self.writer = GroupCommitWriter(
             self.engine,
-            hooks=[self.rollups, *self.hooks],
+            hooks=[OutboxHook() if deferred else self.rollups, *self.hooks],
             listeners=[self.span_metrics, self.unpriced, *self.listeners],
             max_queue_spans=settings.ingest.max_queue_spans,
             max_batch_spans=settings.ingest.max_batch_spans,
@@ -177,6 +180,13 @@ class Collector:
             metrics=self.health,
         )
         self.health.watch_database(lambda: self.writer.available)
+        # one applier per deployment runs where the database-wide jobs run (not in ingest workers);
+        # collectors sharing a database take turns (advisory lock)
+        self.applier: RollupApplier | None = None
+        if deferred and self.role != "ingest":
+            self.applier = RollupApplier(
+                self.engine, self.rollups, interval=settings.ingest.rollup_interval_seconds, metrics=self.health
+            )
         self.keys = KeyTable()  # ingest keys and tenant admin tokens, loaded in prepare_database
         install_tenant_scope(self.read_engine)  # admin API reads run under row-level security
         self.core = ReceiverCore(
@@ -305,6 +315,8 @@ class Collector:
         api = self._uvicorn(create_api_app(self.api_context, self.routers))
         servers.append(("http", api, asyncio.create_task(api.serve(sockets=[api_sock]))))
         self.ports["http"] = api_sock.getsockname()[1]
+        if self.applier is not None:
+            self.applier.start()
         jobs = self.background_jobs()
         tasks = [asyncio.create_task(self._periodic(*job), name=job[2]) for job in jobs]
         while not all(server.started for _, server, _ in servers):
@@ -339,6 +351,8 @@ class Collector:
             await grpc_server.stop(grace=10)
         if ingest:
             await asyncio.to_thread(self.writer.stop)
+        if self.applier is not None:  # one last round; what remains waits in the outbox
+            await asyncio.to_thread(self.applier.stop)
         for _, server, _ in servers:
             server.should_exit = True
         await asyncio.gather(*(task for _, _, task in servers), *tasks, return_exceptions=True)

@@ -69,7 +69,8 @@ def _engine(settings: Settings) -> Any:
 def cmd_rollups(args: argparse.Namespace, load: SettingsLoader) -> int:
     from agent_otel.collector.analytics.rebuild import RebuildRefused, rebuild
 
-    engine = _engine(load(args))
+    settings = load(args)
+    engine = _engine(settings)
     try:
         report = rebuild(
             engine,
@@ -77,6 +78,7 @@ def cmd_rollups(args: argparse.Namespace, load: SettingsLoader) -> int:
             args.until,
             force=args.force,
             progress=ProgressBar(sys.stderr, "rebuilding rollups", "days"),
+            retention=settings.retention,
         )
     except RebuildRefused as exc:
         print(f"agent-otel: {exc}", file=sys.stderr)

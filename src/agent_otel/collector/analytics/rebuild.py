@@ -40,10 +40,13 @@ from agent_otel.collector.analytics.aggregate import (
     FeedbackFacts,
     aggregate,
 )
+from agent_otel.collector.analytics.hook import RollupHook
+from agent_otel.collector.analytics.outbox import APPLIER_LOCK, drain
 from agent_otel.collector.analytics.periods import DAY, PERIODS, Period, ceil, floor, next_start, utc
 from agent_otel.collector.analytics.state import AgentState, InteractionState, MetricKey, MetricState, UsageState
 from agent_otel.collector.analytics.store import INTERACTIONS, METRICS, USAGE, USERS, rollup_store_for, set_agents
 from agent_otel.collector.storage.store import parse_sqlite_ts, sqlite_ts
+from agent_otel.settings import RetentionSettings
 
 Progress = Callable[[int, int], None]
 
@@ -58,6 +61,7 @@ class RebuildReport:
     until: datetime | None
     executions: int = 0
     feedback: int = 0
+    deltas: int = 0  # pending deferred-rollup deltas applied (ranged) or superseded (full)
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -138,10 +142,14 @@ class _Reader:
 def _lock(conn: Connection, full: bool) -> None:
     if conn.dialect.name != "postgresql":
         return
-    # the rollup hook's lock order (store.py); the writer upserts agents before the hook
-    tables = "agents, user_agent_interactions, agent_metric_users, agent_metrics, usage_daily"
+    # No rollup applier runs meanwhile (it waits for this transaction), then the tables in the
+    # writers' lock order (store.py): agents first (a writer upserts agents, then records its
+    # rollup delta), then the outbox (writers that reached it commit first; later ones wait, so
+    # raw rows this rebuild reads and deltas it drains are the same set), then the rollups.
+    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (APPLIER_LOCK,))
+    tables = "agents, rollup_outbox, user_agent_interactions, agent_metric_users, agent_metrics, usage_daily"
     if not full:
-        tables = "agent_metric_users, agent_metrics, usage_daily"
+        tables = "agents, rollup_outbox, agent_metric_users, agent_metrics, usage_daily"
     conn.exec_driver_sql(f"LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE")
 
 
@@ -204,6 +212,7 @@ def rebuild(
     *,
     force: bool = False,
     progress: Progress | None = None,
+    retention: RetentionSettings | None = None,
 ) -> RebuildReport:
     """Recompute rollups from raw rows (see the module docstring); one transaction."""
     started = time.perf_counter()
@@ -218,6 +227,9 @@ def rebuild(
         reader = _Reader(conn)
         if not force:
             _check(conn, reader, since, until)
+        # deferred rollups not applied yet: a full rebuild recomputes what they hold from the raw
+        # rows; a ranged one applies them first (they may lie outside the range)
+        report.deltas = drain(conn, RollupHook(retention), discard=full)
         _delete(conn, since, until)
         spans = [r for r in (reader.execution_range(), reader.feedback_range()) if r is not None]
         first = min(r[0] for r in spans) if spans else None

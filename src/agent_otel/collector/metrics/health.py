@@ -12,6 +12,7 @@ What an operator needs to tell "my agents are quiet" from "the collector is losi
   Counted as requests, not items, because a refused request may never have been decoded.
 - ``agent_otel_rows_written_total{table}``, ``agent_otel_batch_write_duration_seconds``,
   ``agent_otel_batch_size_{spans,requests}``, ``agent_otel_queue_depth_spans``,
+  ``agent_otel_rollup_{backlog,lag_seconds,deltas_applied_total,apply_duration_seconds,delta_failures_total}``,
   ``agent_otel_database_up``, ``agent_otel_database_errors_total{kind}``,
   ``agent_otel_redactions_total{rule}``, ``agent_otel_label_overflow_total{label}`` and
   ``agent_otel_build_info{version,python}``.
@@ -125,6 +126,24 @@ class HealthMetrics:
             ["label"],
             registry=registry,
         )
+        self.rollup_pending = Gauge(
+            "agent_otel_rollup_backlog", "Rollup deltas committed but not yet applied", registry=registry
+        )
+        self.rollup_lag = Gauge(
+            "agent_otel_rollup_lag_seconds", "Age of the oldest rollup delta not yet applied", registry=registry
+        )
+        self.rollup_deltas = Counter(
+            "agent_otel_rollup_deltas_applied", "Rollup deltas folded into the rollup tables", registry=registry
+        )
+        self.rollup_seconds = Histogram(
+            "agent_otel_rollup_apply_duration_seconds",
+            "Time to apply one batch of rollup deltas",
+            buckets=WRITE_BUCKETS,
+            registry=registry,
+        )
+        self.rollup_errors = Counter(
+            "agent_otel_rollup_delta_failures", "Rollup deltas that failed to apply on their own", registry=registry
+        )
         self.up = Gauge("agent_otel_database_up", "1 when the database accepts writes", registry=registry)
         self.up.set(1)
         Info("agent_otel_build", "Build information", registry=registry).info(
@@ -188,3 +207,15 @@ class HealthMetrics:
 
     def queue_depth(self, spans: int) -> None:
         self.queue.set(spans)
+
+    # rollup applier protocol
+    def rollup_backlog(self, rows: int, lag_seconds: float) -> None:
+        self.rollup_pending.set(rows)
+        self.rollup_lag.set(lag_seconds)
+
+    def rollup_applied(self, deltas: int, seconds: float) -> None:
+        self.rollup_deltas.inc(deltas)
+        self.rollup_seconds.observe(seconds)
+
+    def rollup_failed(self) -> None:
+        self.rollup_errors.inc()

@@ -22,8 +22,10 @@ from sqlalchemy import (
     Date,
     DateTime,
     Float,
+    Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -355,6 +357,18 @@ access_keys = Table(
     PrimaryKeyConstraint("key_id", name="pk_access_keys"),
     Index("ux_access_keys_hash", "key_hash", unique=True),
     Index("ix_access_keys_tenant", "tenant_id", "kind"),
+)
+
+# Rollup deltas committed by write transactions and not yet applied (migration 0004; see
+# analytics/outbox.py). Internal: no tenant column, nothing granted to the API's read role.
+rollup_outbox = Table(
+    "rollup_outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), Identity(), nullable=False),
+    Column("created_at", TS, nullable=False, server_default=NOW),
+    Column("attempts", Integer, nullable=False, server_default=text("0"), comment="failed applications"),
+    Column("payload", LargeBinary, nullable=False, comment="the rollup delta (JSON)"),
+    PrimaryKeyConstraint("id", name="pk_rollup_outbox"),
 )
 
 RAW_TABLES = ("agent_executions", "agent_steps", "agent_logs")

@@ -89,7 +89,7 @@ def _size(batch: NormalizedBatch) -> int:
     return max(1, len(batch.spans) + len(batch.logs))
 
 
-def _is_unavailable(exc: BaseException) -> bool:
+def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, OperationalError):
@@ -105,7 +105,7 @@ def _is_locked(exc: DBAPIError) -> bool:
     return "database is locked" in str(exc.orig)
 
 
-def _is_retryable(exc: BaseException) -> bool:
+def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and (_sqlstate(exc) in _RETRYABLE_SQLSTATES or _is_locked(exc))
 
 
@@ -217,7 +217,7 @@ class GroupCommitWriter:
         try:
             changes = self._commit(batches)
         except Exception as exc:
-            if _is_unavailable(exc):
+            if is_unavailable(exc):
                 self.metrics.database_error("unavailable")
                 log.warning("database unavailable: %s", type(exc).__name__)
                 self._fail(group, StorageUnavailable("database unavailable", self.retry_after))
@@ -235,7 +235,7 @@ class GroupCommitWriter:
                 with self.engine.begin() as conn:
                     return write_group(conn, batches, self.hooks)
             except Exception as exc:
-                if not _is_retryable(exc) or attempt == 4:
+                if not is_retryable(exc) or attempt == 4:
                     raise
                 self.metrics.database_error("retried")
                 time.sleep(0.05 * (attempt + 1))
@@ -278,13 +278,13 @@ class GroupCommitWriter:
                         with conn.begin_nested():
                             changes.merge(write_group(conn, [single], self.hooks))
                     except DBAPIError as exc:
-                        if _is_unavailable(exc):
+                        if is_unavailable(exc):
                             raise
                         rejected["storage_rejected"] = rejected.get("storage_rejected", 0) + 1
                     except Exception:
                         rejected["storage_rejected"] = rejected.get("storage_rejected", 0) + 1
         except Exception as exc:
-            self.metrics.database_error("unavailable" if _is_unavailable(exc) else "write_failed")
+            self.metrics.database_error("unavailable" if is_unavailable(exc) else "write_failed")
             self._fail(group, StorageUnavailable("database unavailable", self.retry_after))
             return
         self._committed(group, changes, time.perf_counter() - started, WriteResult(rejected))

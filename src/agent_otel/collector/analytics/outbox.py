@@ -1,0 +1,326 @@
+"""Deferred rollups: the write transaction commits a delta, one applier folds deltas in.
+
+Why. Updating the rollup rows inside every ingest transaction (``RollupHook`` as a writer hook)
+puts the hottest rows of the database (the current hour, day, week and month of each agent, each
+user's day) under the row locks of every writer: concurrent writers and ``serve --workers N``
+serialize on them, and each small group pays the rollup statements for few executions. Here the
+write transaction instead inserts one ``rollup_outbox`` row holding what the rollups need from
+its ``ChangeSet`` (executions, late-step deltas, feedback), and a ``RollupApplier`` consumes the
+outbox in large batches.
+
+Exactness and durability
+- The outbox row commits in the same transaction as the raw rows it describes, so an
+  acknowledged span's rollup delta is as durable as the span itself.
+- The applier deletes the outbox rows it applies in the same transaction as the rollup updates
+  (``DELETE ... RETURNING``): each delta is applied exactly once, even across crashes.
+- On PostgreSQL one applier runs at a time (``pg_try_advisory_xact_lock``), whichever process or
+  collector gets the lock; the others skip the round. On SQLite ``BEGIN IMMEDIATE`` serializes it.
+- ``agent-otel rollups rebuild`` applies (ranged) or discards (full) the pending outbox inside
+  its own transaction, under its table locks, so nothing is counted twice.
+
+Rollups, and the ``agents`` counters the hook keeps, lag behind ingest by the applier's round
+(well under a second when idle, one round under load); ``agent_otel_rollup_backlog`` and
+``agent_otel_rollup_lag_seconds`` say by how much. ``ingest.rollups = "inline"`` keeps the
+previous behaviour (rollups committed with the raw rows, before the acknowledgement).
+
+Payload: JSON (``orjson``), facts as arrays in ``ExecutionFacts`` / ``FeedbackFacts`` field
+order, datetimes as RFC 3339 text. It holds only values already sanitized for the raw tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import fields
+from datetime import datetime
+from operator import attrgetter
+from typing import Final, Protocol
+
+import orjson
+from sqlalchemy import Connection, Engine, text
+
+from agent_otel.collector.analytics.aggregate import (
+    EXECUTION_FACT_COLUMNS,
+    FEEDBACK_FACT_COLUMNS,
+    ExecutionFacts,
+    FeedbackFacts,
+)
+from agent_otel.collector.analytics.hook import RollupHook
+from agent_otel.collector.pipeline.assemble import Totals
+from agent_otel.collector.storage.store import Store, parse_sqlite_ts, store_for
+from agent_otel.collector.storage.transaction import ChangeSet, ExecutionDelta
+from agent_otel.collector.storage.writer import is_retryable, is_unavailable
+
+log = logging.getLogger(__name__)
+
+FORMAT: Final = 1
+TABLE: Final = "rollup_outbox"
+# pg_try_advisory_xact_lock key of the applier ("agent-otel rollups", as a fixed 63-bit number)
+APPLIER_LOCK: Final = 0x61676F746C726F6C
+# a delta that failed to apply alone this many times is left for an operator (rebuild)
+MAX_ATTEMPTS: Final = 3
+
+_execution_facts = attrgetter(*EXECUTION_FACT_COLUMNS)
+_feedback_facts = attrgetter(*FEEDBACK_FACT_COLUMNS)
+_EXEC_STARTED = EXECUTION_FACT_COLUMNS.index("started_at")
+_FEEDBACK_AT = FEEDBACK_FACT_COLUMNS.index("timestamp")
+_totals = attrgetter(*(f.name for f in fields(Totals)))
+
+
+# -- the payload (pure) --------------------------------------------------------------------------
+
+
+def needs_rollup(changes: ChangeSet) -> bool:
+    return bool(changes.executions or changes.deltas or changes.feedback)
+
+
+def encode(changes: ChangeSet) -> bytes:
+    """What the rollups need from one transaction's ``ChangeSet``, as bytes."""
+    return orjson.dumps(
+        {
+            "v": FORMAT,
+            "e": [_execution_facts(row) for row in changes.executions],
+            "d": [
+                (d.tenant_id, d.execution_id, d.agent_id, d.user_id, d.started_at, _totals(d.before), _totals(d.after))
+                for d in changes.deltas
+            ],
+            "f": [_feedback_facts(row) for row in changes.feedback],
+        }
+    )
+
+
+def decode(payload: bytes, into: ChangeSet | None = None) -> ChangeSet:
+    """The inverse of ``encode`` (executions and feedback as facts, which the hook reads alike)."""
+    data = orjson.loads(payload)
+    if data.get("v") != FORMAT:
+        raise ValueError(f"unknown rollup outbox format {data.get('v')!r}")
+    out = into if into is not None else ChangeSet()
+    parse = datetime.fromisoformat
+    for values in data["e"]:
+        values[_EXEC_STARTED] = parse(values[_EXEC_STARTED])
+        out.executions.append(ExecutionFacts(*values))  # type: ignore[arg-type]
+    for tenant, execution, agent, user, started, before, after in data["d"]:
+        out.deltas.append(
+            ExecutionDelta(tenant, execution, agent, user, parse(started), Totals(*before), Totals(*after))
+        )
+    for values in data["f"]:
+        values[_FEEDBACK_AT] = parse(values[_FEEDBACK_AT])
+        out.feedback.append(FeedbackFacts(*values))  # type: ignore[arg-type]
+    return out
+
+
+# -- the write side ------------------------------------------------------------------------------
+
+
+class OutboxHook:
+    """A ``ChangeHook``: the write transaction records its rollup delta instead of applying it."""
+
+    def apply(self, conn: Connection, store: Store, changes: ChangeSet) -> None:
+        if needs_rollup(changes):
+            conn.execute(_INSERT, {"payload": encode(changes)})
+
+
+_INSERT: Final = text(f"INSERT INTO {TABLE} (payload) VALUES (:payload)")
+
+
+# -- the apply side ------------------------------------------------------------------------------
+
+
+class ApplierMetrics(Protocol):
+    def rollup_backlog(self, rows: int, lag_seconds: float) -> None: ...
+    def rollup_applied(self, deltas: int, seconds: float) -> None: ...
+    def rollup_failed(self) -> None: ...
+
+
+def backlog(conn: Connection) -> tuple[int, datetime | None]:
+    """(pending outbox rows, when the oldest was written)."""
+    count, oldest = conn.execute(text(f"SELECT count(*), min(created_at) FROM {TABLE}")).one()
+    if oldest is not None and conn.dialect.name != "postgresql":
+        oldest = parse_sqlite_ts(oldest)
+    return int(count), oldest
+
+
+def take(conn: Connection, limit: int | None, *, only: int | None = None) -> list[tuple[int, bytes]]:
+    """Delete up to ``limit`` pending deltas (oldest first) and return them, in the caller's
+    transaction: they are gone exactly when that transaction commits."""
+    where = f"attempts < {MAX_ATTEMPTS}" if only is None else f"id = {int(only)}"
+    order = f"ORDER BY id LIMIT {int(limit)}" if limit is not None else "ORDER BY id"
+    rows = conn.execute(
+        text(f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE} WHERE {where} {order}) RETURNING id, payload")
+    ).all()
+    return sorted((int(r[0]), bytes(r[1])) for r in rows)
+
+
+def apply_deltas(conn: Connection, hook: RollupHook, payloads: Iterable[bytes]) -> int:
+    """Fold the deltas into the rollups as one change set; returns the executions counted."""
+    changes = ChangeSet()
+    for payload in payloads:
+        decode(payload, changes)
+    hook.apply(conn, store_for(conn), changes)
+    return len(changes.executions)
+
+
+def drain(conn: Connection, hook: RollupHook, *, discard: bool = False) -> int:
+    """Apply (or, with ``discard``, drop) every pending delta in the caller's transaction; for
+    ``rollups rebuild``, which holds the applier's lock and the tables' locks. Returns the
+    deltas taken."""
+    if discard:
+        return int(conn.execute(text(f"DELETE FROM {TABLE}")).rowcount or 0)
+    rows = take(conn, None)
+    apply_deltas(conn, hook, (payload for _, payload in rows))
+    return len(rows)
+
+
+class RollupApplier:
+    """A thread that folds pending deltas into the rollups, in batches, until stopped.
+
+    A round takes up to ``batch`` outbox rows in one transaction. Under load the rows written
+    while one round runs form the next round's batch (like the writer's group commit), so the
+    batch grows with the load and the rollup statements run once per batch, not per request."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        hook: RollupHook,
+        *,
+        interval: float = 1.0,
+        batch: int = 32,
+        metrics: ApplierMetrics | None = None,
+        on_applied: Callable[[], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.hook = hook
+        self.interval = interval
+        self.batch = batch
+        self.metrics = metrics
+        self.on_applied = on_applied
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._backoff = 0.0
+
+    def wake(self) -> None:
+        """New deltas were committed (by this process's writer): apply them soon."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="agent-otel-rollups", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after one last round (pending deltas stay in the outbox if it cannot finish)."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stopping.is_set()
+            try:
+                full = self.run_once() >= self.batch
+                self._backoff = 0.0
+            except Exception as exc:  # the thread must survive: the deltas wait in the outbox
+                self._backoff = min(max(self._backoff * 2, 0.5), 30.0)
+                log.warning("rollup applier round failed (%s); retrying in %.1f s", type(exc).__name__, self._backoff)
+                full = False
+            if stopping:
+                return
+            if full and not self._backoff:
+                continue
+            self._wake.wait(self._backoff or self.interval)
+            self._wake.clear()
+
+    def run_once(self) -> int:
+        """One round: returns the deltas applied (0 if another applier holds the lock)."""
+        started = time.perf_counter()
+        try:
+            applied, executions = self._round(None)
+        except Exception as exc:
+            if _transient(exc):
+                raise
+            log.error("applying rollup deltas failed (%s); applying them one by one", type(exc).__name__)
+            applied = self._isolate()
+        else:
+            if applied and self.metrics is not None:
+                self.metrics.rollup_applied(applied, time.perf_counter() - started)
+            log.debug("applied %d rollup deltas (%d executions)", applied, executions)
+        self._report()
+        if applied and self.on_applied is not None:
+            self.on_applied()
+        return applied
+
+    def _round(self, only: int | None) -> tuple[int, int]:
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                locked = conn.exec_driver_sql("SELECT pg_try_advisory_xact_lock(%s)", (APPLIER_LOCK,)).scalar()
+                if not locked:
+                    return 0, 0
+            rows = take(conn, self.batch, only=only)
+            if not rows:
+                return 0, 0
+            return len(rows), apply_deltas(conn, self.hook, (payload for _, payload in rows))
+
+    def _isolate(self) -> int:
+        """A batch failed for a reason other than the database's availability: apply its deltas
+        alone, so one bad delta is set aside (after ``MAX_ATTEMPTS``) and the others apply."""
+        with self.engine.connect() as conn:
+            ids = [
+                int(r[0])
+                for r in conn.execute(
+                    text(f"SELECT id FROM {TABLE} WHERE attempts < {MAX_ATTEMPTS} ORDER BY id LIMIT {int(self.batch)}")
+                )
+            ]
+        applied = 0
+        for delta_id in ids:
+            try:
+                applied += self._round(delta_id)[0]
+            except Exception as exc:
+                if _transient(exc):
+                    raise
+                log.error("rollup delta %d failed to apply (%s)", delta_id, type(exc).__name__)
+                if self.metrics is not None:
+                    self.metrics.rollup_failed()
+                with self.engine.begin() as conn:
+                    conn.execute(text(f"UPDATE {TABLE} SET attempts = attempts + 1 WHERE id = :id"), {"id": delta_id})
+        return applied
+
+    def _report(self) -> None:
+        if self.metrics is None:
+            return
+        with self.engine.connect() as conn:
+            count, oldest = backlog(conn)
+        lag = 0.0 if oldest is None else max(0.0, time.time() - oldest.timestamp())
+        self.metrics.rollup_backlog(count, lag)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Apply until the outbox is empty (tests, shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.run_once()
+            with self.engine.connect() as conn:
+                if backlog(conn)[0] == 0:
+                    return True
+            time.sleep(0.05)
+        return False
+
+
+def _transient(exc: BaseException) -> bool:
+    """Errors that say nothing about the deltas (database down, lock conflicts): retry later."""
+    return is_unavailable(exc) or is_retryable(exc)
+
+
+__all__ = [
+    "APPLIER_LOCK",
+    "MAX_ATTEMPTS",
+    "TABLE",
+    "OutboxHook",
+    "RollupApplier",
+    "backlog",
+    "decode",
+    "drain",
+    "encode",
+    "needs_rollup",
+]

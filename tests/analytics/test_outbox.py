@@ -1,0 +1,244 @@
+"""Deferred rollups (analytics/outbox.py): deltas committed with the raw rows, applied exactly
+once by whichever applier holds the lock, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, text
+
+from agent_otel.collector.analytics.aggregate import aggregate
+from agent_otel.collector.analytics.hook import RollupHook
+from agent_otel.collector.analytics.outbox import (
+    MAX_ATTEMPTS,
+    OutboxHook,
+    RollupApplier,
+    backlog,
+    decode,
+    encode,
+)
+from agent_otel.collector.analytics.rebuild import rebuild
+from agent_otel.collector.storage import migrate
+from agent_otel.collector.storage.store import Store
+from agent_otel.collector.storage.transaction import ChangeSet, write_group
+from tests.analytics.helpers import assert_rollups_match_raw, metric_row, read_rollups
+from tests.collector.storage.test_write_group import batch_of
+from tests.conftest import RunningCollector
+from tests.otlp_helpers import finished_spans
+
+
+class Capture:
+    """A change hook that keeps what each transaction inserted."""
+
+    def __init__(self) -> None:
+        self.changes: list[ChangeSet] = []
+
+    def apply(self, conn: Connection, store: Store, changes: ChangeSet) -> None:
+        self.changes.append(changes)
+
+
+def pending(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return backlog(conn)[0]
+
+
+def _ingest(engine: Engine, groups: int, spans_per_trace: int = 3) -> None:
+    for _ in range(groups):
+        with engine.begin() as conn:
+            write_group(conn, [batch_of(finished_spans(spans_per_trace))], [OutboxHook()])
+
+
+def test_payload_round_trip_aggregates_alike(db_url: str, engine_for: Callable[[str], Engine]) -> None:
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    capture = Capture()
+    spans = finished_spans(4)
+    late = [s for s in spans if s.name.startswith("chat")][::2]
+    with engine.begin() as conn:
+        write_group(conn, [batch_of([s for s in spans if s not in late])], [capture])
+    with engine.begin() as conn:
+        write_group(conn, [batch_of(late)], [capture])  # late steps: deltas, no executions
+    assert capture.changes[0].executions and capture.changes[1].deltas
+    for changes in capture.changes:
+        decoded = decode(encode(changes))
+        assert len(decoded.executions) == len(changes.executions)
+        assert decoded.deltas == changes.deltas
+        want = aggregate(changes.executions, changes.deltas, changes.feedback)
+        assert aggregate(decoded.executions, decoded.deltas, decoded.feedback) == want
+
+
+def test_unknown_payload_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown rollup outbox format"):
+        decode(b'{"v": 99, "e": [], "d": [], "f": []}')
+
+
+def test_deltas_wait_in_the_outbox_until_applied_once(db_url: str, engine_for: Callable[[str], Engine]) -> None:
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    _ingest(engine, 4)
+    assert pending(engine) == 4
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM agent_metrics")).scalar_one() == 0  # not applied yet
+    applier = RollupApplier(engine, RollupHook(), batch=3)
+    assert applier.run_once() == 3  # a batch at most
+    assert applier.run_once() == 1
+    assert applier.run_once() == 0
+    rollups = assert_rollups_match_raw(engine)
+    assert metric_row(rollups, "support-bot-id", "day")["total_executions"] == 4 * 3
+
+
+def test_a_failed_round_leaves_its_deltas_for_the_next(db_url: str, engine_for: Callable[[str], Engine]) -> None:
+    """The deltas are deleted in the applying transaction: if it fails, they are all still there."""
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    _ingest(engine, 3)
+
+    class FailsOnce(RollupHook):
+        failed = False
+
+        def apply(self, conn: Connection, store: Store, changes: ChangeSet) -> None:
+            super().apply(conn, store, changes)  # the rollup rows are written, then the round fails
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("crash after writing rollups")
+
+    applier = RollupApplier(engine, FailsOnce())
+    with pytest.raises(RuntimeError):
+        applier._round(None)
+    assert pending(engine) == 3
+    assert applier.run_once() == 3
+    assert pending(engine) == 0
+    assert metric_row(assert_rollups_match_raw(engine), "support-bot-id", "day")["total_executions"] == 9
+
+
+def test_a_bad_delta_is_set_aside_and_the_others_apply(db_url: str, engine_for: Callable[[str], Engine]) -> None:
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    _ingest(engine, 1)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO rollup_outbox (payload) VALUES (:p)"), {"p": b"not json"})
+    _ingest(engine, 1)
+    failures: list[int] = []
+
+    class Metrics:
+        def rollup_backlog(self, rows: int, lag_seconds: float) -> None:
+            self.rows = rows
+
+        def rollup_applied(self, deltas: int, seconds: float) -> None:
+            pass
+
+        def rollup_failed(self) -> None:
+            failures.append(1)
+
+    metrics = Metrics()
+    applier = RollupApplier(engine, RollupHook(), metrics=metrics)
+    assert applier.run_once() == 2  # the batch failed; alone, the two good deltas applied
+    for _ in range(MAX_ATTEMPTS - 1):
+        applier.run_once()
+    assert len(failures) == MAX_ATTEMPTS and metrics.rows == 1
+    assert applier.run_once() == 0  # set aside: no more attempts, no more failures
+    assert len(failures) == MAX_ATTEMPTS
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT attempts, payload FROM rollup_outbox")).all()
+    assert [(r[0], bytes(r[1])) for r in rows] == [(MAX_ATTEMPTS, b"not json")]
+    day = metric_row(read_rollups_ignoring_backlog(engine), "support-bot-id", "day")
+    assert day["total_executions"] == 6
+
+
+def read_rollups_ignoring_backlog(engine: Engine) -> Any:
+    """``read_rollups`` without waiting for an empty outbox (a delta is set aside on purpose)."""
+    with engine.begin() as conn:
+        held = conn.execute(text("SELECT id, attempts, payload FROM rollup_outbox")).all()
+        conn.execute(text("DELETE FROM rollup_outbox"))
+    try:
+        return read_rollups(engine)
+    finally:
+        with engine.begin() as conn:
+            for delta_id, attempts, payload in held:
+                conn.execute(
+                    text("INSERT INTO rollup_outbox (id, attempts, payload) VALUES (:i, :a, :p)"),
+                    {"i": delta_id, "a": attempts, "p": payload},
+                )
+
+
+def test_concurrent_appliers_apply_each_delta_once(pg_url: str, engine_for: Callable[[str], Engine]) -> None:
+    """Several appliers (as several collectors or processes would run) race over deltas that
+    writers keep committing: the rollups still equal the raw rows."""
+    engine = engine_for(pg_url)
+    migrate.upgrade(engine)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def applier_loop() -> None:
+        applier = RollupApplier(engine, RollupHook(), batch=2)
+        try:
+            while not stop.is_set():
+                applier.run_once()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=applier_loop) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        _ingest(engine, 30, spans_per_trace=2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert not errors
+    RollupApplier(engine, RollupHook()).wait_idle()
+    rollups = assert_rollups_match_raw(engine)
+    assert metric_row(rollups, "support-bot-id", "day")["total_executions"] == 60
+
+
+@pytest.mark.parametrize("ranged", [False, True], ids=["full", "ranged"])
+def test_rebuild_accounts_for_pending_deltas(db_url: str, engine_for: Callable[[str], Engine], ranged: bool) -> None:
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    _ingest(engine, 2)
+    RollupApplier(engine, RollupHook()).run_once()
+    _ingest(engine, 2)  # pending when the rebuild starts
+    assert pending(engine) == 2
+    if ranged:
+        from datetime import UTC, datetime, timedelta
+
+        now = datetime.now(UTC)
+        report = rebuild(engine, now - timedelta(days=400), now - timedelta(days=200), force=True)
+    else:
+        report = rebuild(engine)
+    assert report.deltas == 2 and pending(engine) == 0
+    rollups = assert_rollups_match_raw(engine)
+    assert metric_row(rollups, "support-bot-id", "day")["total_executions"] == 12
+
+
+def test_inline_rollups_are_committed_before_the_acknowledgement(
+    db_url: str, collector_factory: Callable[..., RunningCollector]
+) -> None:
+    from tests.analytics.conftest import post_traces
+    from tests.analytics.traffic import demo_requests
+
+    running = collector_factory(db_url, **{"ingest.rollups": "inline"})
+    assert running.collector.applier is None
+    post_traces(running.http_endpoint, demo_requests(20, seed=8))
+    assert pending(running.engine) == 0  # nothing deferred: the rollups are already there
+    assert_rollups_match_raw(running.engine)
+
+
+def test_deferred_rollups_catch_up_and_report_their_backlog(
+    running_collector: RunningCollector, traffic: list[bytes]
+) -> None:
+    import httpx
+
+    from tests.analytics.conftest import post_traces
+
+    assert running_collector.collector.applier is not None
+    post_traces(running_collector.http_endpoint, traffic)
+    assert_rollups_match_raw(running_collector.engine)  # waits for an empty outbox
+    exposition = httpx.get(f"{running_collector.api}/metrics").text
+    applied = [line for line in exposition.splitlines() if line.startswith("agent_otel_rollup_deltas_applied_total")]
+    assert applied and float(applied[0].split()[1]) > 0
+    assert "agent_otel_rollup_backlog" in exposition and "agent_otel_rollup_lag_seconds" in exposition
