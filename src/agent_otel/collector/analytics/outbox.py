@@ -200,6 +200,7 @@ class RollupApplier:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._backoff = 0.0
+        self._deadline = 0.0
 
     def wake(self) -> None:
         """New deltas were committed (by this process's writer): apply them soon."""
@@ -210,7 +211,9 @@ class RollupApplier:
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop after one last round (pending deltas stay in the outbox if it cannot finish)."""
+        """Stop after applying what is pending (within ``timeout``; what remains waits in the
+        outbox for the next applier)."""
+        self._deadline = time.monotonic() + timeout
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
@@ -220,13 +223,16 @@ class RollupApplier:
         while True:
             stopping = self._stopping.is_set()
             try:
-                full = self.run_once() >= self.batch
+                applied = self.run_once()
+                full = applied >= self.batch
                 self._backoff = 0.0
             except Exception as exc:  # the thread must survive: the deltas wait in the outbox
                 self._backoff = min(max(self._backoff * 2, 0.5), 30.0)
                 log.warning("rollup applier round failed (%s); retrying in %.1f s", type(exc).__name__, self._backoff)
-                full = False
+                applied, full = 0, False
             if stopping:
+                if applied and time.monotonic() < self._deadline:
+                    continue  # drain before exiting
                 return
             if full and not self._backoff:
                 continue
@@ -299,7 +305,11 @@ class RollupApplier:
         """Apply until the outbox is empty (tests, shutdown); False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.run_once()
+            try:
+                self.run_once()
+            except Exception as exc:
+                if not _transient(exc):  # a busy database (another writer) is retried
+                    raise
             with self.engine.connect() as conn:
                 if backlog(conn)[0] == 0:
                     return True
