@@ -83,7 +83,10 @@ class IngestSettings(_Section):
         ),
     )
     rollup_interval_seconds: float = Field(
-        0.5, gt=0, le=60, description="deferred rollups: how often the applier looks for deltas when not woken"
+        0.5,
+        gt=0,
+        le=60,
+        description="deferred rollups: how often the applier looks for new deltas (a full round goes on at once)",
     )
     max_future_skew_seconds: float = Field(
         86_400.0, ge=0, description="spans starting further in the future are rejected"

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import fields
 from datetime import datetime
 from operator import attrgetter
@@ -188,23 +188,17 @@ class RollupApplier:
         interval: float = 1.0,
         batch: int = 32,
         metrics: ApplierMetrics | None = None,
-        on_applied: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
         self.hook = hook
         self.interval = interval
         self.batch = batch
         self.metrics = metrics
-        self.on_applied = on_applied
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._backoff = 0.0
         self._deadline = 0.0
-
-    def wake(self) -> None:
-        """New deltas were committed (by this process's writer): apply them soon."""
-        self._wake.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="agent-otel-rollups", daemon=True)
@@ -254,8 +248,6 @@ class RollupApplier:
                 self.metrics.rollup_applied(applied, time.perf_counter() - started)
             log.debug("applied %d rollup deltas (%d executions)", applied, executions)
         self._report()
-        if applied and self.on_applied is not None:
-            self.on_applied()
         return applied
 
     def _round(self, only: int | None) -> tuple[int, int]:
