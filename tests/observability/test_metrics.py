@@ -189,6 +189,25 @@ def test_exemplars_carry_the_trace_id(registry: CollectorRegistry, health: Healt
     assert b"trace_id" not in generate_latest(registry)
 
 
+def test_each_bucket_keeps_the_exemplar_of_its_last_value(registry: CollectorRegistry, health: HealthMetrics) -> None:
+    """A commit observes every row, but builds exemplars only for the last value per bucket."""
+    metrics = span_metrics(registry, health)
+    durations = [(40, "a"), (45, "b"), (2000, "c"), (20, "d"), (2100, "e")]  # ms: 0.05, 0.05, 2.5, 0.025, 2.5
+    rows = [execution(execution_id=f"e{i}", duration=ms, trace_id=t * 32) for i, (ms, t) in enumerate(durations)]
+    metrics.committed(ChangeSet(executions=rows))
+    exposition = generate_openmetrics(registry).decode()  # type: ignore[no-untyped-call]
+    buckets = {}
+    for family in text_string_to_metric_families(exposition):
+        for s in family.samples:
+            if s.name == "agent_execution_duration_seconds_bucket":
+                buckets[s.labels["le"]] = (s.value, s.exemplar.labels["trace_id"] if s.exemplar else None)
+    assert buckets["0.025"] == (1, "d" * 32)
+    assert buckets["0.05"] == (3, "b" * 32)
+    assert buckets["2.5"] == (5, "e" * 32)
+    assert buckets["0.01"] == (0, None)
+    assert sample(registry, "agent_execution_duration_seconds_sum", agent="support-bot") == pytest.approx(4.205)
+
+
 def test_duration_buckets_span_tens_of_milliseconds_to_minutes() -> None:
     assert DURATION_BUCKETS[0] <= 0.01
     assert DURATION_BUCKETS[-1] >= 300

@@ -108,3 +108,21 @@ def test_status_classification(
     is_error: bool, error_type: str | None, http_status: int | None, override: str | None, status: str
 ) -> None:
     assert classify_status(is_error, error_type, http_status, override) == status
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        # the plugin's derived id; its span id is also a Luhn-valid Visa number
+        ("0123456789abcdef0123456789abcdef-4111111111111111",) * 2,
+        ("b844483652072186" + "0" * 16 + "-b844483652072186",) * 2,
+        # any other id is scrubbed like a name
+        ("run-4111111111111111", "run-[CARD]"),
+        ("exec for dana@example.com", "exec for [EMAIL]"),
+    ],
+)
+def test_execution_ids_in_the_derived_form_are_kept_others_are_scrubbed(sent: str, stored: str) -> None:
+    span = agent_span()
+    span.attributes.append(kv("agent_otel.execution.id", sent))
+    record = NORMALIZER.traces(request(span), "default", LIMITS, RedactionCounts()).spans[0]
+    assert record.execution_id == stored

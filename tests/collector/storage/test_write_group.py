@@ -146,3 +146,28 @@ def test_orphan_sweep_adopts_what_a_concurrent_writer_left(
     assert execution_totals(engine) == [(2500, 500, 2, 1)]
     again = sweep_orphans(engine, [], now=datetime.now(UTC) + timedelta(minutes=5))
     assert again.adopted_steps == [] and again.deltas == []
+
+
+def test_a_group_mixing_stored_and_new_spans_inserts_only_the_new(
+    db_url: str, engine_for: Callable[[str], Engine]
+) -> None:
+    """PostgreSQL copies a group straight into the tables and falls back to the key-checking
+    path when a key exists; either way the change set holds exactly the new rows, and the rows
+    written earlier in the same transaction survive the fallback."""
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    stored = finished_spans(1)
+    write(engine, stored)
+    fresh = finished_spans(2)
+    with engine.begin() as conn:
+        changes = write_group(conn, [batch_of(fresh), batch_of(stored)], [])
+    assert len(changes.executions) == 2 and len(changes.steps) == 6
+    assert {row.trace_id for row in changes.executions} == {f"{s.context.trace_id:032x}" for s in fresh}
+    later = finished_spans(1)
+    after = write(engine, later)  # the next group on the same connection takes the fast path again
+    assert len(after.executions) == 1 and len(after.steps) == 3
+    with engine.connect() as conn:
+        counts = conn.execute(
+            text("SELECT (SELECT count(*) FROM agent_executions), (SELECT count(*) FROM agent_steps)")
+        ).one()
+    assert tuple(counts) == (4, 12)

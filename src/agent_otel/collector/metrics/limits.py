@@ -36,18 +36,22 @@ class LabelLimiter:
         self.kind = kind
         self.cap = cap
         self._seen: set[str] = set()
+        # raw value -> its admitted label: a commit asks for the same few values thousands of
+        # times, and the lookup is cheaper than cleaning the value again (bounded like _seen)
+        self._admitted: dict[str | None, str] = {}
         self._lock = threading.Lock()
         self._overflow = overflow.labels(label=kind)
 
     def __call__(self, value: str | None) -> str:
-        value = clean_label_value(value)
-        if value in self._seen:
-            return value
+        label = self._admitted.get(value)
+        if label is not None:
+            return label
+        label = clean_label_value(value)
         with self._lock:
-            if value in self._seen:
-                return value
-            if len(self._seen) < self.cap:
-                self._seen.add(value)
-                return value
+            if label in self._seen or len(self._seen) < self.cap:
+                self._seen.add(label)
+                if len(self._admitted) < 4 * self.cap:
+                    self._admitted[value] = label
+                return label
         self._overflow.inc()
         return OTHER

@@ -13,6 +13,7 @@ trace; they appear in the OpenMetrics exposition, which Prometheus asks for when
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -82,6 +83,12 @@ class SpanMetrics:
             registry=registry,
         )
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        # upper bounds per histogram, for finding the bucket a value falls in (``le`` is inclusive)
+        self._bounds = {
+            id(self.duration): DURATION_BUCKETS,
+            id(self.llm_duration): DURATION_BUCKETS,
+            id(self.tool_duration): TOOL_BUCKETS,
+        }
         self._budgets(registry, settings)
 
     @staticmethod
@@ -106,8 +113,12 @@ class SpanMetrics:
 
     def committed(self, changes: ChangeSet) -> None:
         """Counter increments are summed per series first, so a commit of thousands of rows makes
-        one increment per series; histograms observe every row (their buckets need each value)."""
+        one increment per series. Histograms observe every row (their buckets need each value),
+        but only the last value falling in each bucket carries an exemplar: that is the exemplar
+        the bucket would keep anyway, and building and validating one per row cost more than the
+        observation itself (issue 7)."""
         counts: dict[tuple[Counter, tuple[str, ...]], list[Any]] = {}
+        observed: dict[tuple[Histogram, tuple[str, ...]], list[tuple[float, str]]] = {}
 
         def add(metric: Counter, labels: tuple[str, ...], amount: float = 1.0, trace_id: str | None = None) -> None:
             entry = counts.get((metric, labels))
@@ -116,6 +127,12 @@ class SpanMetrics:
             else:
                 entry[0] += amount
                 entry[1] = trace_id or entry[1]
+
+        def observe(metric: Histogram, labels: tuple[str, ...], milliseconds: int, trace_id: str) -> None:
+            values = observed.get((metric, labels))
+            if values is None:
+                values = observed[(metric, labels)] = []
+            values.append((milliseconds / 1000.0, trace_id))
 
         def tokens(agent: str, model: str | None, tokens_in: int, tokens_out: int, cost: float | None) -> None:
             label = self.model(model)
@@ -129,24 +146,24 @@ class SpanMetrics:
         for row in changes.executions:
             agent = self.agent(row.agent_id)
             add(self.executions, (agent, row.status), trace_id=row.trace_id)
-            self._child(self.duration, (agent,)).observe(row.duration / 1000.0, exemplar={"trace_id": row.trace_id})
+            observe(self.duration, (agent,), row.duration, row.trace_id)
             if row.credits_consumed:
                 add(self.credits, (agent,), row.credits_consumed)
             if row.status != "success":
                 add(self.errors, (agent, self.error_type(row.error_code or row.status)), trace_id=row.trace_id)
             if row.llm_calls == 0 and (row.input_tokens or row.output_tokens):
                 tokens(agent, row.model, row.input_tokens, row.output_tokens, row.cost_usd)
+        statuses: dict[str, str] = {}
         for step in changes.steps:
-            exemplar = {"trace_id": step.trace_id}
-            status = clean_label_value(step.status)
+            status = statuses.get(step.status) or statuses.setdefault(step.status, clean_label_value(step.status))
             if step.kind == "tool":
                 tool = self.tool(step.tool_name or step.name)
                 add(self.tool_calls, (tool, status))
-                self._child(self.tool_duration, (tool,)).observe(step.duration / 1000.0, exemplar=exemplar)
+                observe(self.tool_duration, (tool,), step.duration, step.trace_id)
             elif step.kind == "llm":
                 provider, model = self.provider(step.provider), self.model(step.model)
                 add(self.llm_calls, (provider, model, status))
-                self._child(self.llm_duration, (provider, model)).observe(step.duration / 1000.0, exemplar=exemplar)
+                observe(self.llm_duration, (provider, model), step.duration, step.trace_id)
                 if step.agent_id is not None:
                     tokens(self.agent(step.agent_id), step.model, step.input_tokens, step.output_tokens, step.cost_usd)
         for adopted in changes.adopted_steps:
@@ -155,3 +172,13 @@ class SpanMetrics:
                 tokens(agent, adopted.model, adopted.input_tokens, adopted.output_tokens, adopted.cost_usd)
         for (metric, labels), (amount, trace_id) in counts.items():
             self._child(metric, labels).inc(amount, exemplar={"trace_id": trace_id} if trace_id else None)
+        for (histogram, labels), values in observed.items():
+            self._observe(histogram, labels, values)
+
+    def _observe(self, histogram: Histogram, labels: tuple[str, ...], values: list[tuple[float, str]]) -> None:
+        bounds = self._bounds[id(histogram)]
+        last_in_bucket = {bisect_left(bounds, seconds): index for index, (seconds, _) in enumerate(values)}
+        with_exemplar = set(last_in_bucket.values())
+        observe = self._child(histogram, labels).observe
+        for index, (seconds, trace_id) in enumerate(values):
+            observe(seconds, exemplar={"trace_id": trace_id} if index in with_exemplar else None)

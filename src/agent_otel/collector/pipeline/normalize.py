@@ -569,7 +569,7 @@ class Normalizer:
         sanitizer = self.sanitizer
         execution_id = _as_str(found.get("agent_otel.execution.id"))
         if execution_id:
-            record.execution_id = sanitizer.ident(execution_id, counts)[:200]
+            record.execution_id = sanitizer.execution_id(execution_id, counts)
         record.credits = _as_float(found.get("agent_otel.credits")) or 0.0
         for attr, key in (
             ("queue_time", "agent_otel.queue_time_ms"),
@@ -794,5 +794,5 @@ class Normalizer:
             feedback=feedback,
             agent_id=sanitizer.ident(agent, counts) if agent else None,
             user_id=sanitizer.user(user, counts) if user else None,
-            execution_id=sanitizer.ident(execution, counts)[:200] if execution else None,
+            execution_id=sanitizer.execution_id(execution, counts) if execution else None,
         )

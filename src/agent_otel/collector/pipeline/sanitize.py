@@ -14,6 +14,10 @@ from agent_otel.sanitize import ContentKeys, RedactionCounts, Scrubber, anonymiz
 from agent_otel.settings import SanitizerSettings
 
 IDENT_MAX = 256
+# The id the plugin derives for an execution: trace id and span id in hex. Hex holds no secret,
+# but its digit runs can pass for a card number (a Luhn-valid run after a letter), and a mangled
+# id would detach the feedback that names it from its execution.
+_DERIVED_EXECUTION_ID = re.compile(r"[0-9a-f]{32}-[0-9a-f]{16}")
 _ANONYMIZED_IP = re.compile(r"^(?:\d{1,3}\.){1,3}xxx(?:\.xxx)*$|^[0-9a-f:]+/\d{1,3}$")
 
 
@@ -52,6 +56,13 @@ class SpanSanitizer:
     def ident(self, value: str, counts: RedactionCounts) -> str:
         """Names and ids (agent, tool, model, session): scrubbed and cut to 256 characters."""
         return self.scrubber.scrub(storable(value[:IDENT_MAX]), counts)
+
+    def execution_id(self, value: str, counts: RedactionCounts) -> str:
+        """An execution id: the plugin's derived form (``<trace id>-<span id>`` in hex) is kept as
+        sent; any other is scrubbed like a name and cut to 200 characters."""
+        if _DERIVED_EXECUTION_ID.fullmatch(value):
+            return value
+        return self.ident(value, counts)[:200]
 
     def user(self, value: str, counts: RedactionCounts) -> str:
         """A user id: pseudonymised with the configured key; otherwise stored as sent unless it

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, TypeVar
 
 import orjson
+import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, Engine, event
 
@@ -251,33 +252,57 @@ class PostgresStore(Store):
         return name
 
     def insert_new(self, table: str, columns: Sequence[str], key: Sequence[str], rows: list[R]) -> list[R]:
+        """Nearly every row of a write group is new, so the rows are first copied straight into
+        ``table`` inside a savepoint: one binary COPY, the database's own limit (issue 7). A key
+        that exists already (a client retry, a duplicate within the group) makes that COPY fail
+        with a unique violation; the savepoint is rolled back and the rows take the general path,
+        which inserts only the new keys and says which they were."""
         if not rows:
             return []
-        temp = self._temp(table)
         cols = ", ".join(_q(c) for c in columns)
+        with self._cursor() as cur:
+            cur.execute("SAVEPOINT agent_otel_copy")
+            try:
+                self._copy(cur, f"{table} ({cols})", table, columns, rows)
+            except psycopg.errors.UniqueViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT agent_otel_copy")
+                return self._insert_missing(cur, table, columns, key, rows)
+            cur.execute("RELEASE SAVEPOINT agent_otel_copy")
+        return rows
+
+    @staticmethod
+    def _copy(cur: Any, target: str, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
         types = [_PG_TYPES[table][c] for c in columns]
         json_positions = [i for i, t in enumerate(types) if t == "jsonb"]
-        with self._cursor() as cur:
-            with cur.copy(f"COPY {temp} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(types)
-                write = copy.write_row
-                if json_positions:
-                    for row in rows:
-                        values = list(row)
-                        for i in json_positions:
-                            if values[i] is not None:
-                                values[i] = Jsonb(values[i], dumps=orjson.dumps)  # an object, not a JSON string
-                        write(values)
-                else:
-                    for row in rows:
-                        write(row)
-            keys = ", ".join(_q(k) for k in key)
-            cur.execute(
-                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {temp} ORDER BY {keys}"
-                f" ON CONFLICT DO NOTHING RETURNING {keys}"
-            )
-            inserted = {tuple(r) for r in cur.fetchall()}
-            cur.execute(f"TRUNCATE {temp}")
+        with cur.copy(f"COPY {target} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
+            write = copy.write_row
+            if json_positions:
+                for row in rows:
+                    values = list(row)
+                    for i in json_positions:
+                        if values[i] is not None:
+                            values[i] = Jsonb(values[i], dumps=orjson.dumps)  # an object, not a JSON string
+                    write(values)
+            else:
+                for row in rows:
+                    write(row)
+
+    def _insert_missing(
+        self, cur: Any, table: str, columns: Sequence[str], key: Sequence[str], rows: list[R]
+    ) -> list[R]:
+        """Rows into a temp table, then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING``
+        in key order (concurrent collectors lock rows in the same order)."""
+        temp = self._temp(table)
+        cols = ", ".join(_q(c) for c in columns)
+        self._copy(cur, f"{temp} ({cols})", table, columns, rows)
+        keys = ", ".join(_q(k) for k in key)
+        cur.execute(
+            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {temp} ORDER BY {keys}"
+            f" ON CONFLICT DO NOTHING RETURNING {keys}"
+        )
+        inserted = {tuple(r) for r in cur.fetchall()}
+        cur.execute(f"TRUNCATE {temp}")
         if len(inserted) == len(rows):
             return rows
         positions = [columns.index(k) for k in key]
