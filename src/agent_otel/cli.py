@@ -50,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from agent_otel.collector.workers import serve_workers
 
         return serve_workers(settings)
-    from agent_otel.collector.service import Collector
+    from agent_otel.collector.service import Collector, tune_gc
 
     collector = Collector(settings)
 
@@ -61,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             endpoint = f"http://{settings.otlp_http.host}:{c.ports['otlp-http']}"
             threading.Thread(target=_demo_then_report, args=(endpoint, args.demo, c, settings), daemon=True).start()
 
+    tune_gc()
     asyncio.run(collector.run(on_ready))
     return 0
 

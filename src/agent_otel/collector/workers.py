@@ -185,7 +185,7 @@ def merge_families(families: Iterable[Metric]) -> list[Metric]:
 
 def serve_workers(settings: Settings) -> int:
     """Run the parent: reserve ports, start the workers, serve the API, supervise."""
-    from agent_otel.collector.service import Collector
+    from agent_otel.collector.service import Collector, tune_gc
 
     grpc_sock, grpc_port = reserve_port(settings.otlp_grpc)
     http_sock, http_port = reserve_port(settings.otlp_http)
@@ -220,6 +220,7 @@ def serve_workers(settings: Settings) -> int:
                         worker.start()
 
     threading.Thread(target=supervise, daemon=True, name="supervisor").start()
+    tune_gc()
     try:
         asyncio.run(parent.run(skip_prepare=True))
     finally:
@@ -235,7 +236,7 @@ def serve_workers(settings: Settings) -> int:
 
 def _child(index: int) -> int:
     """A worker: read settings from stdin, ingest until SIGTERM or until stdin closes."""
-    from agent_otel.collector.service import Collector
+    from agent_otel.collector.service import Collector, tune_gc
     from agent_otel.settings import load_settings
 
     data = json.loads(sys.stdin.readline())
@@ -258,6 +259,7 @@ def _child(index: int) -> int:
         threading.Thread(target=watch_parent, daemon=True, name="parent-watch").start()
 
     started = time.monotonic()
+    tune_gc()
     asyncio.run(collector.run(ready))
     log.info("worker %d stopped after %.0f s", index, time.monotonic() - started)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, timedelta
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -171,3 +172,42 @@ def test_a_group_mixing_stored_and_new_spans_inserts_only_the_new(
             text("SELECT (SELECT count(*) FROM agent_executions), (SELECT count(*) FROM agent_steps)")
         ).one()
     assert tuple(counts) == (4, 12)
+
+
+def test_trace_lookups_probe_indexes_without_statistics(pg_url: str, engine_for: Callable[[str], Engine]) -> None:
+    """A group's lookups of stored traces must not depend on planner statistics: a day's partition
+    that was never analyzed (a new day, or autovacuum off) made PostgreSQL filter the whole window
+    per trace. Each lookup must probe an index by trace."""
+    from agent_otel.collector.storage import store as pg
+    from agent_otel.collector.storage.partitions import ensure_partitions
+
+    engine = engine_for(pg_url)
+    migrate.upgrade(engine)
+    ensure_partitions(engine, 1)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO agent_executions (tenant_id, execution_id, started_at, agent_id, status, duration,"
+                " trace_id, span_id) SELECT 'default', 'e' || i, now() - (i || ' ms')::interval, 'bot', 'success',"
+                " 1, md5(i::text), 's' || i FROM generate_series(1, 20000) AS i"
+            )
+        )
+        traces = [f"{i:032x}" for i in range(500)]
+        params = {"tenants": ["default"] * 500, "traces": traces, "spans": traces}
+        window = conn.execute(text("SELECT now() - interval '1 day', now() + interval '1 day'")).one()
+        params |= {"low": window[0], "high": window[1]}
+        days = pg.existing_partitions(conn)["agent_executions"]
+        names = [pg.partition_name("agent_executions", day) for day in sorted(days)]
+        raw = conn.connection.driver_connection
+        for sql in (pg._executions_by_trace(names), pg._ORPHAN_STEPS, pg._STEPS_BY_KEY, pg._ORPHAN_LOGS):
+            with raw.cursor() as cur:  # type: ignore[union-attr]
+                cur.execute("EXPLAIN " + sql, params)
+                plan = "\n".join(row[0] for row in cur.fetchall())
+            assert "Seq Scan on agent_" not in plan, plan
+            assert "Nested Loop" in plan, plan
+        # the partition holding the 20,000 rows is probed by trace, not scanned over the window
+        today = pg.partition_name("agent_executions", (window[0] + timedelta(days=1)).astimezone(UTC).date())
+        with raw.cursor() as cur:  # type: ignore[union-attr]
+            cur.execute("EXPLAIN " + pg._executions_by_trace(names), params)
+            probe = next(row[0] for row in cur.fetchall() if f" on {today} " in row[0])
+        assert "trace_id" in probe.split(" using ")[1].split(" on ")[0], probe
