@@ -1,10 +1,11 @@
 """Dialect primitives the write transaction is built from, on one open connection.
 
-PostgreSQL: rows go into a session temp table by binary COPY, then one
-``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING`` moves them and says which were new.
-Rows are ordered by primary key so concurrent collectors take row locks in the same order.
-SQLite: one writer at a time (``BEGIN IMMEDIATE``), so existing keys are looked up first and the
-new rows inserted with ``executemany``.
+PostgreSQL: a group's rows are copied straight into their table by binary COPY, inside a
+savepoint. If a key exists already (a retried request), the savepoint is rolled back and the rows
+go into a session temp table instead, from which one ``INSERT ... SELECT ... ON CONFLICT DO
+NOTHING RETURNING`` in primary-key order moves the new ones and says which they were.
+SQLite: one writer at a time (``BEGIN IMMEDIATE``); rows are inserted with ``executemany`` inside
+a savepoint, and on a conflict the stored keys are looked up first and only new rows inserted.
 """
 
 from __future__ import annotations
@@ -304,7 +305,9 @@ class PostgresStore(Store):
         ``table`` inside a savepoint: one binary COPY, the database's own limit (issue 7). A key
         that exists already (a client retry, a duplicate within the group) makes that COPY fail
         with a unique violation; the savepoint is rolled back and the rows take the general path,
-        which inserts only the new keys and says which they were."""
+        which inserts only the new keys and says which they were. Two collectors copying the
+        same keys in different orders at the same moment can deadlock: PostgreSQL aborts one,
+        and the writer retries its group, which then finds the keys and takes that path."""
         if not rows:
             return []
         cols = ", ".join(_q(c) for c in columns)
