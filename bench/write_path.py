@@ -1,16 +1,18 @@
 """CPU cost of the write transaction per span, by part, on a real database (no sockets).
 
-    python bench/write_path.py [--db postgresql://postgres@127.0.0.1:5432/test] [--spans 60000]
+    python bench/write_path.py [--db postgresql://postgres@127.0.0.1:5432/test | --db sqlite] [--spans 60000]
 
 Normalizes pre-encoded load-generator requests once, then writes them in groups the size the
 writer forms under load, with and without the rollup hook, and prints this process's CPU
-microseconds per span (the database's own CPU is not included: it runs in its own process).
+microseconds per span and, on PostgreSQL, the CPU of the server backend that did the writing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +21,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent_otel.collector.analytics.hook import RollupHook
+from agent_otel.collector.analytics.outbox import OutboxHook
 from agent_otel.collector.pipeline.model import NormalizedBatch
 from agent_otel.collector.pipeline.normalize import Limits, Normalizer
 from agent_otel.collector.pipeline.pricing import PriceBook, Pricer, builtin_prices
@@ -45,19 +48,34 @@ def batches(spans: int, seed: int) -> list[NormalizedBatch]:
     return out
 
 
-def run(db_url: str, groups: list[list[NormalizedBatch]], hooks: list[ChangeHook]) -> tuple[float, float, int]:
+def _process_cpu(pid: int) -> float:
+    """CPU seconds of another process on this machine (the PostgreSQL backend), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(
+    db_url: str, groups: list[list[NormalizedBatch]], hooks: list[ChangeHook]
+) -> tuple[float, float | None, float, int]:
+    """(collector CPU us per span, PostgreSQL backend CPU us per span or None, spans/s, spans)."""
     engine = writer_engine(load_settings({"db_url": db_url}, environ={}))
     migrate.upgrade(engine)
     ensure_partitions(engine, 3)
+    backend = None
+    if engine.dialect.name == "postgresql":  # one thread, one pooled connection: one backend
+        with engine.connect() as conn:
+            backend = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
     spans = 0
     cpu0, wall0 = time.process_time(), time.perf_counter()
+    db0 = _process_cpu(backend) if backend else 0.0
     for group in groups:
         with engine.begin() as conn:
             write_group(conn, group, hooks)
         spans += sum(len(b.spans) for b in group)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    db = (_process_cpu(backend) - db0) / spans * 1e6 if backend else None
     engine.dispose()
-    return cpu / spans * 1e6, spans / wall, spans
+    return cpu / spans * 1e6, db, spans / wall, spans
 
 
 def main() -> None:
@@ -68,22 +86,29 @@ def main() -> None:
     args = parser.parse_args()
     prepared = batches(args.spans, seed=4242)
     groups = [prepared[i : i + args.group] for i in range(0, len(prepared), args.group)]
-    for label, hooks in (("without rollups", []), ("with rollups", [RollupHook(RetentionSettings())])):
+    variants: list[tuple[str, list[ChangeHook]]] = [
+        ("without rollups", []),
+        ("rollup outbox", [OutboxHook()]),  # the default: rollups applied later (deferred)
+        ("inline rollups", [RollupHook(RetentionSettings())]),
+    ]
+    for label, hooks in variants:
         if args.db.startswith("postgresql"):
             name = f"bench_write_{uuid.uuid4().hex[:8]}"
             with psycopg.connect(args.db, autocommit=True) as admin:
                 admin.execute(f"CREATE DATABASE {name}")
             url = args.db.rsplit("/", 1)[0] + "/" + name
-        else:
-            url = args.db
+        else:  # SQLite: a new file per variant (--db sqlite names only the dialect)
+            url = f"sqlite:///{tempfile.mkdtemp()}/write_path.db"
         try:
-            cpu, rate, spans = run(url, groups, hooks)  # type: ignore[arg-type]
+            cpu, db, rate, spans = run(url, groups, hooks)
         finally:
             if args.db.startswith("postgresql"):
                 with psycopg.connect(args.db, autocommit=True) as admin:
                     admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
         print(
-            f"{label:16s}: {cpu:6.2f} CPU us per span in this process; {rate:8,.0f} spans/s wall "
+            f"{label:16s}: {cpu:6.2f} CPU us per span in this process"
+            + (f", {db:6.2f} in PostgreSQL" if db is not None else "")
+            + f"; {rate:8,.0f} spans/s wall "
             f"({spans} spans, groups of {args.group} requests)"
         )
         for hook in hooks:
