@@ -222,11 +222,15 @@ class SendResult:
 
 
 async def _http_sender(
-    endpoint: str, queue: asyncio.Queue[tuple[bytes, int, float] | None], result: SendResult
+    endpoint: str,
+    queue: asyncio.Queue[tuple[bytes, int, float] | None],
+    result: SendResult,
+    ready: asyncio.Barrier,
 ) -> None:
     import httpx
 
     async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=1)) as client:
+        await ready.wait()
         while (item := await queue.get()) is not None:
             body, count, due = item
             sent = max(due, time.perf_counter())
@@ -250,12 +254,16 @@ async def _http_sender(
 
 
 async def _grpc_sender(
-    endpoint: str, queue: asyncio.Queue[tuple[bytes, int, float] | None], result: SendResult
+    endpoint: str,
+    queue: asyncio.Queue[tuple[bytes, int, float] | None],
+    result: SendResult,
+    ready: asyncio.Barrier,
 ) -> None:
     import grpc
 
     async with grpc.aio.insecure_channel(endpoint, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
         export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        await ready.wait()
         while (item := await queue.get()) is not None:
             body, count, due = item
             sent = max(due, time.perf_counter())
@@ -281,7 +289,12 @@ async def send(
     result = SendResult()
     queue: asyncio.Queue[tuple[bytes, int, float] | None] = asyncio.Queue(maxsize=senders * 2)
     worker = _http_sender if protocol == "http" else _grpc_sender
-    tasks = [asyncio.create_task(worker(endpoint, queue, result)) for _ in range(senders)]
+    # the clock starts once every sender has its client: creating 32 of them (httpx loads the CA
+    # bundle for each) took about a second of the load generator's own CPU, which counted as the
+    # first requests' latency in the open loop and looked like a slow collector start-up
+    ready = asyncio.Barrier(senders + 1)
+    tasks = [asyncio.create_task(worker(endpoint, queue, result, ready)) for _ in range(senders)]
+    await ready.wait()
     started = time.perf_counter()
     due = started
     for body, count in bodies:

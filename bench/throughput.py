@@ -7,8 +7,8 @@
 
 Each scenario starts a real ``agent-otel serve`` process on a fresh database and sends
 pre-encoded realistic agent traces (bench/loadgen.py) over OTLP/HTTP protobuf or OTLP/gRPC. The
-collector is left idle for 10 s after start-up, then the first 10 requests (5,120 spans) warm it up
-(connections, temp tables, caches) and are not measured. Reported per scenario:
+first 10 requests (5,120 spans) warm the fresh collector up (connections, temp tables, caches)
+and are not measured. Reported per scenario:
 
 - spans acknowledged per second: acknowledgements come only after the commit of the spans' rows
   and of their rollup deltas (deferred rollups, the default; see docs/performance.md);
@@ -51,7 +51,6 @@ PG_ADMIN = os.environ.get("AGENT_OTEL_BENCH_PG", "postgresql://postgres@127.0.0.
 LISTENING = re.compile(r"^(otlp-grpc|otlp-http|http) listening on [^:]+:(\d+)$")
 RAW_TABLES = ("agent_executions", "agent_steps", "agent_logs")
 WARMUP_REQUESTS = 10  # 5,120 spans sent before each measurement starts
-SETTLE_SECONDS = 10.0  # after start-up, before the warm-up
 
 
 @dataclass
@@ -280,10 +279,8 @@ def run(scenario: Scenario, seed: int) -> Outcome:
         backends = BackendWatch(database) if database else None
         if backends is not None:
             backends.start()
-        # warm-up, not measured: a fresh process answers slowly for its first seconds (up to
-        # 900 ms at 10,000 spans/s; see docs/performance.md), then the first requests open its
-        # connections, create its temp tables and fill its caches (PostgreSQL's too)
-        time.sleep(SETTLE_SECONDS)
+        # warm-up, not measured: the first requests of a fresh process open its connections,
+        # create its temp tables and fill its caches (PostgreSQL's too)
         warm, measured = bodies[:WARMUP_REQUESTS], bodies[WARMUP_REQUESTS:]
         asyncio.run(send(warm, endpoint, scenario.protocol, scenario.senders, scenario.rate))
         cpu0, t0 = watch.cpu_seconds(), time.perf_counter()
