@@ -70,6 +70,11 @@ class HookTimings:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
+def needs_rollup(changes: ChangeSet) -> bool:
+    """Whether a transaction's changes touch any rollup (executions, late steps, feedback)."""
+    return bool(changes.executions or changes.deltas or changes.feedback)
+
+
 class RollupHook:
     """A ``ChangeHook`` that keeps every rollup table current."""
 
@@ -78,7 +83,7 @@ class RollupHook:
         self.timings = HookTimings()
 
     def apply(self, conn: Connection, store: Store, changes: ChangeSet) -> None:
-        if not (changes.executions or changes.deltas or changes.feedback):
+        if not needs_rollup(changes):
             return
         clock = time.perf_counter
         started = clock()

@@ -47,7 +47,7 @@ from agent_otel.collector.analytics.aggregate import (
     ExecutionFacts,
     FeedbackFacts,
 )
-from agent_otel.collector.analytics.hook import RollupHook
+from agent_otel.collector.analytics.hook import RollupHook, needs_rollup
 from agent_otel.collector.pipeline.assemble import Totals
 from agent_otel.collector.storage.store import Store, parse_sqlite_ts, store_for
 from agent_otel.collector.storage.transaction import ChangeSet, ExecutionDelta
@@ -70,10 +70,6 @@ _totals = attrgetter(*(f.name for f in fields(Totals)))
 
 
 # -- the payload (pure) --------------------------------------------------------------------------
-
-
-def needs_rollup(changes: ChangeSet) -> bool:
-    return bool(changes.executions or changes.deltas or changes.feedback)
 
 
 def encode(changes: ChangeSet) -> bytes:
@@ -324,5 +320,4 @@ __all__ = [
     "decode",
     "drain",
     "encode",
-    "needs_rollup",
 ]

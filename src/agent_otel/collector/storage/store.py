@@ -377,20 +377,15 @@ class PostgresStore(Store):
         with self._cursor() as cur:
             if orphan_traces:
                 tenants, traces = _unzip2(orphan_traces)
-                cur.execute(_ORPHAN_STEPS, {**window_params, "tenants": tenants, "traces": traces})
-                for row in cur.fetchall():
-                    key, step = _stored_step(row)
-                    state.steps[key] = step
+                params = {**window_params, "tenants": tenants, "traces": traces}
+                cur.execute(_ORPHAN_STEPS, params)
+                state.steps.update(map(_stored_step, cur.fetchall()))
+                cur.execute(_ORPHAN_LOGS, params)
+                state.orphan_logs = [tuple(r) for r in cur.fetchall()]
             if external:
                 tenants, traces, spans = _unzip3(external)
                 cur.execute(_STEPS_BY_KEY, {**window_params, "tenants": tenants, "traces": traces, "spans": spans})
-                for row in cur.fetchall():
-                    key, step = _stored_step(row)
-                    state.steps[key] = step
-            if orphan_traces:
-                tenants, traces = _unzip2(orphan_traces)
-                cur.execute(_ORPHAN_LOGS, {**window_params, "tenants": tenants, "traces": traces})
-                state.orphan_logs = [tuple(r) for r in cur.fetchall()]
+                state.steps.update(map(_stored_step, cur.fetchall()))
             if exec_traces:
                 tenants, traces = _unzip2(exec_traces)
                 days = existing_partitions(self.conn)["agent_executions"]
