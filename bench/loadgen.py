@@ -208,6 +208,8 @@ class SendResult:
     refused_requests: int = 0
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    # time.perf_counter() when the first request went out (after every sender had its client)
+    started: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
 
     def percentile(self, q: float) -> float:
@@ -295,7 +297,7 @@ async def send(
     ready = asyncio.Barrier(senders + 1)
     tasks = [asyncio.create_task(worker(endpoint, queue, result, ready)) for _ in range(senders)]
     await ready.wait()
-    started = time.perf_counter()
+    started = result.started = time.perf_counter()
     due = started
     for body, count in bodies:
         if rate:

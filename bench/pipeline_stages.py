@@ -2,8 +2,10 @@
 
     python bench/pipeline_stages.py [--spans 50000]
 
-Used to decide what to optimise: the ingest target (issue 7) leaves roughly 40 us of Python per
-span on this 2-core machine once PostgreSQL and the load generator have their share.
+Normalize runs as in the collector (the C span scanner over the protobuf bytes); the object walk
+it replaces is printed for comparison. Used to decide what to optimise: the ingest target (issue 7)
+leaves roughly 40 us of Python per span on this 2-core machine once PostgreSQL and the load
+generator have their share.
 """
 
 from __future__ import annotations
@@ -51,12 +53,19 @@ def main() -> None:
     results: dict[str, float] = {}
 
     requests = timed("decode", spans, lambda: [decode_traces(b, "protobuf") for b in bodies], results)
+    # the collector's path: the C scanner reads the protobuf bytes (the request was decoded too,
+    # which validates it); the object walk is the reference without a C compiler
     batches = timed(
         "normalize + sanitize",
         spans,
-        lambda: [normalizer.traces(r, "default", limits, RedactionCounts()) for r in requests],
+        lambda: [
+            normalizer.traces(r, "default", limits, RedactionCounts(), b) for r, b in zip(requests, bodies, strict=True)
+        ],
         results,
     )
+    objects = Normalizer(SpanSanitizer(SanitizerSettings()), compiled=False)
+    walk: dict[str, float] = {}
+    timed("objects", spans, lambda: [objects.traces(r, "default", limits, RedactionCounts()) for r in requests], walk)
     timed("price", spans, lambda: [pricer.apply(b) for b in batches], results)
     records = [s for b in batches for s in b.spans]
     assembly = timed("assemble", spans, lambda: assemble(records, StoredState()), results)
@@ -79,6 +88,7 @@ def main() -> None:
     for label, micros in results.items():
         print(f"  {label:24s} {micros:6.2f}")
     print(f"  {'total':24s} {total:6.2f}  -> {1e6 / total:,.0f} spans/s on one core for these stages")
+    print(f"  (normalize + sanitize through protobuf objects, without the C scanner: {walk['objects']:.2f})")
 
 
 if __name__ == "__main__":

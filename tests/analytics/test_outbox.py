@@ -90,6 +90,42 @@ def test_deltas_wait_in_the_outbox_until_applied_once(db_url: str, engine_for: C
     assert metric_row(rollups, "support-bot-id", "day")["total_executions"] == 4 * 3
 
 
+def test_deltas_written_during_a_round_are_applied_without_waiting_the_interval(
+    pg_url: str, engine_for: Callable[[str], Engine]
+) -> None:
+    """Under sustained load writers commit deltas while a round runs: the next round takes them at
+    once (it used to wait the interval unless the round had been full, so the rollups fell a whole
+    interval behind). PostgreSQL: a writer commits while the applier's transaction is open."""
+    engine = engine_for(pg_url)
+    migrate.upgrade(engine)
+    _ingest(engine, 2)
+
+    class WriterMeanwhile(RollupHook):
+        rounds = 0
+
+        def apply(self, conn: Connection, store: Store, changes: ChangeSet) -> None:
+            self.rounds += 1
+            if self.rounds == 1:  # another writer commits while this round runs (before it locks rows)
+                writer = threading.Thread(target=_ingest, args=(engine, 1))
+                writer.start()
+                writer.join(30)
+            super().apply(conn, store, changes)
+
+    hook = WriterMeanwhile()
+    applier = RollupApplier(engine, hook, interval=60.0, batch=32)  # never full, and a long interval
+    applier.start()
+    try:
+        for _ in range(200):
+            if hook.rounds >= 2 and pending(engine) == 0:
+                break
+            threading.Event().wait(0.05)
+        assert hook.rounds >= 2 and pending(engine) == 0, "the delta written during the round waited"
+    finally:
+        applier.stop(timeout=10)
+    rollups = assert_rollups_match_raw(engine)
+    assert metric_row(rollups, "support-bot-id", "day")["total_executions"] == 3 * 3
+
+
 def test_a_failed_round_leaves_its_deltas_for_the_next(db_url: str, engine_for: Callable[[str], Engine]) -> None:
     """The deltas are deleted in the applying transaction: if it fails, they are all still there."""
     engine = engine_for(db_url)

@@ -49,7 +49,8 @@ def run_pipeline(signal: str, body: bytes, encoding: str) -> list[tuple[Any, ...
         return exc
     counts = RedactionCounts()
     if signal == "traces":
-        batch = NORMALIZER.traces(request, "default", limits(), counts)
+        # the protobuf bytes too, as the receiver passes them: the C scanner reads them
+        batch = NORMALIZER.traces(request, "default", limits(), counts, body if encoding == "protobuf" else None)
     elif signal == "logs":
         batch = NORMALIZER.logs(request, "default", limits(), counts, True)
     else:

@@ -52,3 +52,25 @@ def test_benign_false_positive_rate_is_under_one_percent() -> None:
     altered = [b for b in benign if scrubber.scrub(b, RedactionCounts()) != b]
     assert len(benign) >= 300
     assert len(altered) / len(benign) < 0.01, altered
+
+
+def test_the_screen_skips_only_texts_no_gate_would_open() -> None:
+    """The screen (hints and prechecks scanned in C) only short-cuts the gates: over the whole
+    corpus, and cut-outs of it (ids, fragments), results and counts equal the gates' alone."""
+    screened, gated = Scrubber(), Scrubber()
+    gated._screen = None
+    texts = [str(item["text"]) for item in load("secrets.json")] + [str(b) for b in load("benign.json")]  # type: ignore[index]
+    texts += [text[i : i + width] for text in texts for i in range(0, len(text), 7) for width in (8, 24, 48)]
+    unchanged = 0
+    for text in texts:
+        screened_counts, gated_counts = RedactionCounts(), RedactionCounts()
+        assert screened.scrub(text, screened_counts) == gated.scrub(text, gated_counts), text
+        assert screened_counts == gated_counts, text
+        unchanged += screened.scrub(text, RedactionCounts()) == text
+    assert len(texts) > 10_000 and unchanged > len(texts) // 2  # mostly clean fragments: the screen's case
+
+
+def test_an_extra_pattern_without_a_gate_turns_the_screen_off() -> None:
+    scrubber = Scrubber(extra_patterns={"ticket": r"TICKET-\d{4}"})
+    assert scrubber._screen is None
+    assert scrubber.scrub("see TICKET-1234 now", RedactionCounts()) == "see [REDACTED] now"

@@ -140,6 +140,28 @@ def _precheck(pattern: str) -> re.Pattern[str]:
     return compiled
 
 
+def _screen(rules: Iterable[Rule]) -> tuple[tuple[re.Pattern[str], bool], ...] | None:
+    """Patterns (each with whether it reads the lower-cased text) that match wherever any rule's
+    gate could open: every rule's hints (or, for a rule without hints, its precheck). A text none
+    matches is returned as is after a few C-level scans instead of opening twenty gates in Python
+    (about 4.5 us for every distinct short string: session and user ids, messages). Hints form one
+    alternation per case; each distinct precheck is its own pattern (one alternation of them all
+    loses the literal-prefix scan each has alone and was slower than the gates). None when some
+    rule has no gate at all (an extra pattern): it always runs, so nothing can be skipped."""
+    exact: list[str] = []
+    folded: list[str] = []
+    prechecks: dict[tuple[str, bool], None] = {}
+    for rule in rules:
+        if rule.hints:
+            (folded if rule.hints_ci else exact).extend(re.escape(hint) for hint in rule.hints)
+        elif rule.precheck is not None:
+            prechecks[(rule.precheck, rule.precheck_ci)] = None
+        else:
+            return None
+    patterns = [(re.compile("|".join(hints)), ci) for hints, ci in ((exact, False), (folded, True)) if hints]
+    return tuple(patterns + [(_precheck(pattern), ci) for pattern, ci in prechecks])
+
+
 class Scrubber:
     """Removes secrets and personal data from free text, counting each redaction by rule."""
 
@@ -168,6 +190,7 @@ class Scrubber:
                 raise ValueError(f"invalid pattern for scrubbing rule {rule.name!r}: {exc}") from None
         self.rules: tuple[Rule, ...] = tuple(rules)
         self._gates = tuple(_Gate(r) for r in rules)
+        self._screen = _screen(self.rules)
         self._combined: dict[tuple[int, ...], re.Pattern[str]] = {}
         self._memo: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._v4_keep = ipv4_keep_octets
@@ -209,6 +232,12 @@ class Scrubber:
             text = text[: self.max_length]
             fired.append("truncated")
         lower = text.lower()
+        if self._screen is not None:
+            for screen, ci in self._screen:
+                if screen.search(lower if ci else text) is not None:
+                    break
+            else:
+                return text  # no gate can open: the common case for names, ids and sentences
         prechecks: dict[tuple[str, bool], bool] = {}
         selected = tuple(i for i, gate in enumerate(self._gates) if gate.open(text, lower, prechecks))
         if not selected:

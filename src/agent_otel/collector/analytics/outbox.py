@@ -172,9 +172,10 @@ def drain(conn: Connection, hook: RollupHook, *, discard: bool = False) -> int:
 class RollupApplier:
     """A thread that folds pending deltas into the rollups, in batches, until stopped.
 
-    A round takes up to ``batch`` outbox rows in one transaction. Under load the rows written
-    while one round runs form the next round's batch (like the writer's group commit), so the
-    batch grows with the load and the rollup statements run once per batch, not per request."""
+    A round takes up to ``batch`` outbox rows in one transaction. A round that applied deltas is
+    followed at once by the next, which takes the rows written meanwhile (like the writer's group
+    commit): under load the batch grows with the load and the rollup statements run once per
+    batch, not per request. Only a round that found nothing waits ``interval`` (or for ``wake``)."""
 
     def __init__(
         self,
@@ -214,17 +215,18 @@ class RollupApplier:
             stopping = self._stopping.is_set()
             try:
                 applied = self.run_once()
-                full = applied >= self.batch
                 self._backoff = 0.0
             except Exception as exc:  # the thread must survive: the deltas wait in the outbox
                 self._backoff = min(max(self._backoff * 2, 0.5), 30.0)
                 log.warning("rollup applier round failed (%s); retrying in %.1f s", type(exc).__name__, self._backoff)
-                applied, full = 0, False
+                applied = 0
             if stopping:
                 if applied and time.monotonic() < self._deadline:
                     continue  # drain before exiting
                 return
-            if full and not self._backoff:
+            if applied:
+                # Deltas written during that round wait now; waiting the interval here left them
+                # (and the rollups' lag) a full interval behind under sustained load.
                 continue
             self._wake.wait(self._backoff or self.interval)
             self._wake.clear()

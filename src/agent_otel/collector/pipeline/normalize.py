@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from agent_otel.collector.pipeline import conventions as cv
 from agent_otel.collector.pipeline.model import (
@@ -77,6 +78,13 @@ _OPENAI_STATUS_ERRORS: Final = {
 # span events that only streaming responses produce (OpenInference; Traceloop's end in ".chunk")
 _STREAMING_EVENTS: Final = frozenset({"First Token Stream Event"})
 _MAX_INVOCATION_PARAMETERS: Final = 65_536
+
+try:  # the span walk in C (``_spanscan.c``); without a C compiler, the protobuf walk in ``_read``
+    from agent_otel.collector.pipeline import _spanscan
+except ImportError:  # pragma: no cover - the package is built with it wherever tests run
+    _spanscan = None  # type: ignore[assignment]
+
+COMPILED_SCAN: Final = _spanscan is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,17 +311,51 @@ def _strip_affixes(name: str, prefix: str, suffix: str) -> str:
     return name
 
 
-class Normalizer:
-    """Turns decoded requests into ``NormalizedBatch``es. Holds configuration only, no state."""
+def _invalid(trace_id: bytes, span_id: bytes, parent: bytes, start: int, end: int, limits: Limits) -> str | None:
+    """Why a span is refused on its own (ids, timestamps), or None."""
+    if len(trace_id) != 16 or not any(trace_id):
+        return "invalid_trace_id"
+    if len(span_id) != 8 or not any(span_id):
+        return "invalid_span_id"
+    if parent and (len(parent) != 8 or not any(parent)):
+        return "invalid_parent_span_id"
+    if start == 0 or end == 0:
+        return "missing_timestamp"
+    if end < start:
+        return "negative_duration"
+    if end - start > MAX_DURATION_NS:
+        return "duration_too_long"
+    if start > limits.now_ns + limits.max_future_ns:
+        return "timestamp_in_future"
+    if start < limits.now_ns - limits.max_age_ns:
+        return "timestamp_too_old"
+    return None
 
-    def __init__(self, sanitizer: SpanSanitizer) -> None:
+
+class Normalizer:
+    """Turns decoded requests into ``NormalizedBatch``es. Holds configuration only, no state.
+
+    ``compiled``: walk spans with the C scanner when the request's protobuf bytes are given
+    (the default when it is built); False keeps the protobuf-object walk (the reference)."""
+
+    def __init__(self, sanitizer: SpanSanitizer, *, compiled: bool = True) -> None:
         self.sanitizer = sanitizer
         self._content_side = sanitizer.content_keys.side
         self._key_kinds: dict[str, tuple[str, int] | str | None] = {}
+        self._scan = _spanscan.scan if compiled and _spanscan is not None else None
 
     # -- traces ------------------------------------------------------------------------------
 
-    def traces(self, request: Any, tenant_id: str, limits: Limits, counts: RedactionCounts) -> NormalizedBatch:
+    def traces(
+        self, request: Any, tenant_id: str, limits: Limits, counts: RedactionCounts, body: bytes | None = None
+    ) -> NormalizedBatch:
+        """``request`` is the decoded request; ``body``, when given, its protobuf encoding, which
+        the C scanner reads instead of the request's objects (same result, a fraction of the CPU;
+        it hands back None for anything it does not handle exactly like protobuf)."""
+        if body is not None and self._scan is not None:
+            scanned = self._scan(body, self._key_kinds, self._classify, text_type)
+            if scanned is not None:
+                return self._scanned(scanned, tenant_id, limits, counts)
         batch = NormalizedBatch()
         for resource_spans in request.resource_spans:
             service = self._service_name(resource_spans.resource.attributes, counts)
@@ -327,12 +369,66 @@ class Normalizer:
                         batch.spans.append(record_or_reason)
         return batch
 
+    def _scanned(
+        self, spans: list[tuple[Any, ...]], tenant_id: str, limits: Limits, counts: RedactionCounts
+    ) -> NormalizedBatch:
+        """The batch from the C scanner's span tuples (see ``_spanscan.c`` for their layout)."""
+        batch = NormalizedBatch()
+        last_service: Any = _UNSEEN
+        service: str | None = None
+        for (
+            raw_service,
+            trace_id,
+            span_id,
+            parent,
+            name,
+            start,
+            end,
+            status_code,
+            status_message,
+            found,
+            input_size,
+            input_type,
+            output_size,
+            output_type,
+            span_bytes,
+        ) in spans:
+            batch.received += 1
+            if raw_service is not last_service:  # one object per resource: named once per resource
+                last_service = raw_service
+                service = self._service_value(raw_service, counts)
+            reason = _invalid(trace_id, span_id, parent, start, end, limits)
+            if reason is not None:
+                batch.reject(reason)
+                continue
+            content = _Content()
+            content.input_size, content.input_type = input_size, input_type
+            content.output_size, content.output_type = output_size, output_type
+            events = Span.FromString(span_bytes).events if span_bytes is not None else ()
+            batch.spans.append(
+                self._record(
+                    tenant_id,
+                    service,
+                    (trace_id, span_id, parent, name, start, end),
+                    found,
+                    content,
+                    events,
+                    (status_code, status_message),
+                    limits,
+                    counts,
+                )
+            )
+        return batch
+
     def _service_name(self, attributes: Any, counts: RedactionCounts) -> str | None:
         for kv in attributes:
             if kv.key == "service.name":
-                value = _as_str(any_value(kv.value))
-                return self.sanitizer.ident(value, counts) if value else None
+                return self._service_value(any_value(kv.value), counts)
         return None
+
+    def _service_value(self, value: Any, counts: RedactionCounts) -> str | None:
+        text = _as_str(value)
+        return self.sanitizer.ident(text, counts) if text else None
 
     def _classify(self, key: str) -> tuple[str, int] | str | None:
         """(concept, rank) for a read key, the side for a content key, None for any other key;
@@ -396,28 +492,42 @@ class Normalizer:
         self, span: Any, tenant_id: str, service: str | None, limits: Limits, counts: RedactionCounts
     ) -> SpanRecord | str:
         trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
-        if len(trace_id) != 16 or not any(trace_id):
-            return "invalid_trace_id"
-        if len(span_id) != 8 or not any(span_id):
-            return "invalid_span_id"
-        if parent and (len(parent) != 8 or not any(parent)):
-            return "invalid_parent_span_id"
         start, end = span.start_time_unix_nano, span.end_time_unix_nano
-        if start == 0 or end == 0:
-            return "missing_timestamp"
-        if end < start:
-            return "negative_duration"
-        if end - start > MAX_DURATION_NS:
-            return "duration_too_long"
-        if start > limits.now_ns + limits.max_future_ns:
-            return "timestamp_in_future"
-        if start < limits.now_ns - limits.max_age_ns:
-            return "timestamp_too_old"
-
-        sanitizer = self.sanitizer
+        reason = _invalid(trace_id, span_id, parent, start, end, limits)
+        if reason is not None:
+            return reason
         content = _Content()
         found = self._read(span.attributes, content)
-        raw_name = span.name or "unnamed"
+        status = span.status
+        return self._record(
+            tenant_id,
+            service,
+            (trace_id, span_id, parent, span.name, start, end),
+            found,
+            content,
+            span.events,
+            (status.code, status.message),
+            limits,
+            counts,
+        )
+
+    def _record(
+        self,
+        tenant_id: str,
+        service: str | None,
+        span: tuple[bytes, bytes, bytes, str, int, int],
+        found: dict[str, Any],
+        content: _Content,
+        events: Any,
+        status: tuple[int, str],
+        limits: Limits,
+        counts: RedactionCounts,
+    ) -> SpanRecord:
+        """A valid span's record from what either walk read: ids, name and times, the found
+        concepts, the content measured, the events and the status (code, message)."""
+        trace_id, span_id, parent, span_name, start, end = span
+        sanitizer = self.sanitizer
+        raw_name = span_name or "unnamed"
         name = sanitizer.ident(raw_name, counts)
         category = _category(found, raw_name)
         workflow_span = False
@@ -446,8 +556,8 @@ class Normalizer:
             record.workflow_name = name
         self._llm(record, found, counts)
         self._ours(record, found, content, counts)
-        exception = self._events(record, span.events, limits, counts)
-        self._status(record, span.status, found, exception, counts)
+        exception = self._events(record, events, limits, counts)
+        self._status(record, status, found, exception, counts)
         return record
 
     def _identity(self, record: SpanRecord, found: dict[str, Any], raw_name: str, counts: RedactionCounts) -> None:
@@ -660,15 +770,16 @@ class Normalizer:
     def _status(
         self,
         record: SpanRecord,
-        status: Any,
+        status: tuple[int, str],
         found: dict[str, Any],
         exception: EventRecord | None,
         counts: RedactionCounts,
     ) -> None:
+        code, message = status
         raw_type = _as_str(found.get("error type"))
-        is_error = status.code == STATUS_CODE_ERROR or raw_type is not None
+        is_error = code == STATUS_CODE_ERROR or raw_type is not None
         if is_error:
-            provider_status = _provider_error_status(status.message, exception)
+            provider_status = _provider_error_status(message, exception)
             if record.http_status is None:
                 record.http_status = provider_status
             if raw_type:
@@ -679,8 +790,8 @@ class Normalizer:
                 record.error_type = _OPENAI_STATUS_ERRORS.get(provider_status, "InternalServerError")
             else:
                 record.error_type = "error"
-            if status.message:
-                record.error_message = self.sanitizer.text(status.message, counts)
+            if message:
+                record.error_message = self.sanitizer.text(message, counts)
             elif exception is not None:
                 record.error_message = exception.message
         record.status = classify_status(

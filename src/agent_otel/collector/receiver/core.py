@@ -17,7 +17,7 @@ from typing import Any, Final, Protocol
 
 from agent_otel.collector.pipeline.model import NormalizedBatch
 from agent_otel.collector.pipeline.normalize import Limits, Normalizer
-from agent_otel.collector.receiver.decode import DECODERS, gunzip, inflate
+from agent_otel.collector.receiver.decode import DECODERS, PROTOBUF, gunzip, inflate
 from agent_otel.collector.receiver.errors import PayloadTooLarge, ReceiverError, UnsupportedMediaType
 from agent_otel.collector.storage.writer import GroupCommitWriter
 from agent_otel.sanitize import RedactionCounts
@@ -171,7 +171,10 @@ class ReceiverCore:
             return ExportOutcome(signal, points, refused_points)
         counts: RedactionCounts = RedactionCounts()
         if signal == TRACES:
-            batch = self.normalizer.traces(request, tenant, self._limits(), counts)
+            # the protobuf bytes too: the normalizer's C scanner reads them (the request has been
+            # parsed, so they are valid); OTLP/JSON requests are walked as objects
+            raw = body if encoding == PROTOBUF else None
+            batch = self.normalizer.traces(request, tenant, self._limits(), counts, raw)
         else:
             batch = self.normalizer.logs(
                 request, tenant, self._limits(), counts, self.settings.ingest.store_untraced_logs
