@@ -86,7 +86,10 @@ class IngestSettings(_Section):
         0.5,
         gt=0,
         le=60,
-        description="deferred rollups: how often the applier looks for new deltas (a full round goes on at once)",
+        description=(
+            "deferred rollups: how often an idle applier looks for new deltas"
+            " (after a round that applied some, the next goes on at once)"
+        ),
     )
     max_future_skew_seconds: float = Field(
         86_400.0, ge=0, description="spans starting further in the future are rejected"
