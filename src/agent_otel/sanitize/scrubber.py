@@ -140,7 +140,11 @@ def _precheck(pattern: str) -> re.Pattern[str]:
     return compiled
 
 
-def _screen(rules: Iterable[Rule]) -> tuple[tuple[re.Pattern[str], bool], ...] | None:
+# a screen pattern, whether it reads the lower-cased text, and for a precheck its gates' key
+_Screen = tuple[re.Pattern[str], bool, tuple[str, bool] | None]
+
+
+def _screen(rules: Iterable[Rule]) -> tuple[_Screen, ...] | None:
     """Patterns (each with whether it reads the lower-cased text) that match wherever any rule's
     gate could open: every rule's hints (or, for a rule without hints, its precheck). A text none
     matches is returned as is after a few C-level scans instead of opening twenty gates in Python
@@ -158,8 +162,10 @@ def _screen(rules: Iterable[Rule]) -> tuple[tuple[re.Pattern[str], bool], ...] |
             prechecks[(rule.precheck, rule.precheck_ci)] = None
         else:
             return None
-    patterns = [(re.compile("|".join(hints)), ci) for hints, ci in ((exact, False), (folded, True)) if hints]
-    return tuple(patterns + [(_precheck(pattern), ci) for pattern, ci in prechecks])
+    patterns: list[_Screen] = [
+        (re.compile("|".join(hints)), ci, None) for hints, ci in ((exact, False), (folded, True)) if hints
+    ]
+    return tuple(patterns + [(_precheck(pattern), ci, (pattern, ci)) for pattern, ci in prechecks])
 
 
 class Scrubber:
@@ -232,13 +238,17 @@ class Scrubber:
             text = text[: self.max_length]
             fired.append("truncated")
         lower = text.lower()
+        # each distinct precheck runs once per text: the screen's results are the gates' too
+        prechecks: dict[tuple[str, bool], bool] = {}
         if self._screen is not None:
-            for screen, ci in self._screen:
-                if screen.search(lower if ci else text) is not None:
+            for screen, ci, key in self._screen:
+                found = screen.search(lower if ci else text) is not None
+                if key is not None:
+                    prechecks[key] = found
+                if found:
                     break
             else:
                 return text  # no gate can open: the common case for names, ids and sentences
-        prechecks: dict[tuple[str, bool], bool] = {}
         selected = tuple(i for i, gate in enumerate(self._gates) if gate.open(text, lower, prechecks))
         if not selected:
             return text
