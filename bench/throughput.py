@@ -16,7 +16,8 @@ and are not measured. Reported per scenario:
 - spans persisted per second: until every span is visible in the database (rows counted) and
   every rollup delta has been applied to the rollup tables (the outbox is empty);
 - acknowledgement latency p50 and p99;
-- collector CPU (cores used during the run, all its processes) and peak RSS, and PostgreSQL's CPU;
+- collector CPU (cores used during the run, all its processes), peak RSS and PSS (summed over its
+  processes; PSS counts a page shared by N processes 1/N in each), and PostgreSQL's CPU;
 - for PostgreSQL, in the same run, the raw COPY rate: the rows the collector just stored, copied
   out and back into twin tables with the same indexes by binary COPY in one transaction, psql to
   psql with no Python in between. That is the database's own limit on this machine; the ratio
@@ -77,15 +78,20 @@ class Outcome:
     collector_cores: float
     postgres_cores: float
     peak_rss_mb: float
+    peak_pss_mb: float
     raw_copy_rows_per_second: float | None = None
 
 
 class ProcessWatch:
-    """CPU and peak RSS of a process tree, sampled in the background."""
+    """CPU and peak memory of a process tree, sampled in the background: RSS summed over the
+    processes, and PSS (proportional set size: each shared page divided among the processes that
+    map it), which is what the tree as a whole holds; with ``--workers N`` summing RSS counts the
+    interpreter's shared pages once per process."""
 
     def __init__(self, pid: int) -> None:
         self.root = psutil.Process(pid)
         self.peak_rss = 0
+        self.peak_pss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -105,11 +111,14 @@ class ProcessWatch:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.2):
-            rss = 0
+            rss = pss = 0
             for process in self._tree():
                 with contextlib.suppress(psutil.NoSuchProcess):
-                    rss += process.memory_info().rss
+                    memory = process.memory_full_info()  # /proc/PID/smaps_rollup
+                    rss += memory.rss
+                    pss += memory.pss
             self.peak_rss = max(self.peak_rss, rss)
+            self.peak_pss = max(self.peak_pss, pss)
 
     def start(self) -> None:
         self._thread.start()
@@ -312,6 +321,7 @@ def run(scenario: Scenario, seed: int) -> Outcome:
         collector_cores=(cpu1 - cpu0) / elapsed,
         postgres_cores=postgres_seconds / elapsed,
         peak_rss_mb=watch.peak_rss / 2**20,
+        peak_pss_mb=watch.peak_pss / 2**20,
         raw_copy_rows_per_second=raw,
     )
 
@@ -360,16 +370,17 @@ def soak(seconds: int, rate: float) -> list[tuple[float, float]]:
 def table(outcomes: list[Outcome]) -> str:
     header = (
         f"| {'scenario':38s} | acked spans/s | persisted spans/s | ack p50 ms | ack p99 ms | "
-        "collector cores | postgres cores | peak RSS MB | raw COPY rows/s | persisted / raw |"
+        "collector cores | postgres cores | peak RSS MB | peak PSS MB | raw COPY rows/s | persisted / raw |"
     )
-    lines = [header, "|" + "|".join("---" for _ in range(10)) + "|"]
+    lines = [header, "|" + "|".join("---" for _ in range(11)) + "|"]
     for o in outcomes:
         raw = f"{o.raw_copy_rows_per_second:,.0f}" if o.raw_copy_rows_per_second else "n/a"
         ratio = f"{o.persisted_per_second / o.raw_copy_rows_per_second:.2f}" if o.raw_copy_rows_per_second else "n/a"
         lines.append(
             f"| {o.scenario.name:38s} | {o.sent.spans_per_second:13,.0f} | {o.persisted_per_second:17,.0f} | "
             f"{o.sent.percentile(0.5) * 1000:10.0f} | {o.sent.percentile(0.99) * 1000:10.0f} | "
-            f"{o.collector_cores:15.2f} | {o.postgres_cores:14.2f} | {o.peak_rss_mb:11.0f} | {raw:>15s} | "
+            f"{o.collector_cores:15.2f} | {o.postgres_cores:14.2f} | {o.peak_rss_mb:11.0f} | {o.peak_pss_mb:11.0f} | "
+            f"{raw:>15s} | "
             f"{ratio:>15s} |"
         )
     return "\n".join(lines)

@@ -86,9 +86,16 @@ class IngestSettings(_Section):
         0.5,
         gt=0,
         le=60,
+        description="deferred rollups: how often an idle applier looks for new deltas",
+    )
+    rollup_pace_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
         description=(
-            "deferred rollups: how often an idle applier looks for new deltas"
-            " (after a round that applied some, the next goes on at once)"
+            "deferred rollups under load: a round that applied deltas is followed by the next this long after it"
+            " started (a full round at once), so each round folds about this long of deltas; longer rounds touch"
+            " each rollup row once for more executions (less database CPU) and make rollups lag that much more"
         ),
     )
     max_future_skew_seconds: float = Field(

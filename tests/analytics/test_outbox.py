@@ -4,6 +4,7 @@ once by whichever applier holds the lock, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,11 +15,13 @@ from agent_otel.collector.analytics.aggregate import aggregate
 from agent_otel.collector.analytics.hook import RollupHook
 from agent_otel.collector.analytics.outbox import (
     MAX_ATTEMPTS,
+    TABLE,
     OutboxHook,
     RollupApplier,
     backlog,
     decode,
     encode,
+    take,
 )
 from agent_otel.collector.analytics.rebuild import rebuild
 from agent_otel.collector.storage import migrate
@@ -90,12 +93,13 @@ def test_deltas_wait_in_the_outbox_until_applied_once(db_url: str, engine_for: C
     assert metric_row(rollups, "support-bot-id", "day")["total_executions"] == 4 * 3
 
 
-def test_deltas_written_during_a_round_are_applied_without_waiting_the_interval(
+def test_deltas_written_during_a_round_are_applied_after_the_pace_not_the_interval(
     pg_url: str, engine_for: Callable[[str], Engine]
 ) -> None:
-    """Under sustained load writers commit deltas while a round runs: the next round takes them at
-    once (it used to wait the interval unless the round had been full, so the rollups fell a whole
-    interval behind). PostgreSQL: a writer commits while the applier's transaction is open."""
+    """Under sustained load writers commit deltas while a round runs: the next round takes them
+    one pace after the first started (the applier used to wait the idle interval unless the round
+    had been full, so the rollups fell a whole interval behind). PostgreSQL: a writer commits while
+    the applier's transaction is open."""
     engine = engine_for(pg_url)
     migrate.upgrade(engine)
     _ingest(engine, 2)
@@ -112,7 +116,7 @@ def test_deltas_written_during_a_round_are_applied_without_waiting_the_interval(
             super().apply(conn, store, changes)
 
     hook = WriterMeanwhile()
-    applier = RollupApplier(engine, hook, interval=60.0, batch=32)  # never full, and a long interval
+    applier = RollupApplier(engine, hook, interval=60.0, pace=0.2, batch=32)  # never full; a long interval
     applier.start()
     try:
         for _ in range(200):
@@ -124,6 +128,82 @@ def test_deltas_written_during_a_round_are_applied_without_waiting_the_interval(
         applier.stop(timeout=10)
     rollups = assert_rollups_match_raw(engine)
     assert metric_row(rollups, "support-bot-id", "day")["total_executions"] == 3 * 3
+
+
+class CountingHook(RollupHook):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rounds = 0
+
+    def apply(self, conn: Connection, store: Store, changes: ChangeSet) -> None:
+        self.rounds += 1
+        super().apply(conn, store, changes)
+
+
+@pytest.mark.parametrize("pace", [0.0, 0.5])
+def test_under_steady_load_rounds_are_paced(pace: float, pg_url: str, engine_for: Callable[[str], Engine]) -> None:
+    """A writer commits a delta every 20 ms for 1.5 s: with a pace the applier folds them in a
+    few rounds of about that pace (each rollup row written once per round), without it nearly
+    every delta gets a round of its own. Either way, all are applied exactly once. (PostgreSQL:
+    the writer commits while the applier runs; the pacing itself is the same on SQLite.)"""
+    engine = engine_for(pg_url)
+    migrate.upgrade(engine)
+    hook = CountingHook()
+    applier = RollupApplier(engine, hook, interval=0.02, pace=pace, batch=1000)
+    applier.start()
+    commits = 0
+    try:
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            _ingest(engine, 1)
+            commits += 1
+            time.sleep(0.02)
+    finally:
+        applier.stop(timeout=10)
+    assert pending(engine) == 0
+    assert metric_row(assert_rollups_match_raw(engine), "support-bot-id", "day")["total_executions"] == commits * 3
+    if pace:
+        assert hook.rounds <= 1.5 / pace + 3, (hook.rounds, commits)
+    else:
+        assert hook.rounds > commits / 3, (hook.rounds, commits)
+
+
+def test_a_full_round_goes_on_at_once(db_url: str, engine_for: Callable[[str], Engine]) -> None:
+    """A backlog (each round full) is applied round after round, not one round per pace."""
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    _ingest(engine, 6)
+    hook = CountingHook()
+    applier = RollupApplier(engine, hook, interval=60.0, pace=60.0, batch=2)
+    applier.start()
+    try:
+        deadline = time.monotonic() + 10
+        while pending(engine) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pending(engine) == 0, "a full round waited the pace"
+    finally:
+        applier.stop(timeout=10)
+    assert hook.rounds == 3
+
+
+def test_a_round_takes_at_most_max_bytes_of_payload_but_always_one_delta(
+    db_url: str, engine_for: Callable[[str], Engine]
+) -> None:
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    _ingest(engine, 5)
+    with engine.connect() as conn:
+        sizes = [int(r[0]) for r in conn.execute(text(f"SELECT length(payload) FROM {TABLE} ORDER BY id"))]
+    with engine.begin() as conn:
+        assert len(take(conn, 100, max_bytes=1)) == 1  # larger than the bound: taken alone
+    with engine.begin() as conn:
+        # a delta is taken while the ones before it in the round hold fewer bytes than the bound
+        assert len(take(conn, 100, max_bytes=sizes[1] + sizes[2])) == 2  # exactly the 2nd and 3rd
+    with engine.begin() as conn:
+        assert len(take(conn, 100, max_bytes=sizes[3] + 1)) == 2  # the 5th starts below the bound
+    _ingest(engine, 2)
+    applier = RollupApplier(engine, RollupHook(), max_bytes=1)
+    assert [applier.run_once(), applier.run_once(), applier.run_once()] == [1, 1, 0]
 
 
 def test_a_failed_round_leaves_its_deltas_for_the_next(db_url: str, engine_for: Callable[[str], Engine]) -> None:

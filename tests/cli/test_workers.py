@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
+import time
 
 import httpx
+import psutil
 from bench.loadgen import build_bodies, send
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from tests.cli.test_serve import start_serve
+
+
+def stored_spans(pg_url: str) -> int:
+    engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT (SELECT count(*) FROM agent_executions) + (SELECT count(*) FROM agent_steps)")
+        ).scalar_one()
+    engine.dispose()
+    return int(stored)
 
 
 def test_two_workers_share_ports_and_metrics(pg_url: str) -> None:
@@ -33,21 +44,43 @@ def test_two_workers_share_ports_and_metrics(pg_url: str) -> None:
             if s.name.endswith("_total")
         }
         assert accepted == {"http": http_result.acknowledged_spans, "grpc": grpc_result.acknowledged_spans}
-        # the parent runs two ingest worker processes
-        pids = subprocess.run(
-            ["pgrep", "-f", "agent_otel.collector.workers --child"], capture_output=True, text=True, check=False
-        ).stdout.split()
-        assert len(pids) == 2
+        # the parent runs two ingest worker processes, forked from it: they share its pages
+        children = psutil.Process(process.pid).children()
+        assert len(children) == 2
+        for child in children:
+            memory = child.memory_full_info()
+            assert memory.rss - memory.uss > 50 * 2**20, "the worker shares little with the parent"  # spawned: ~38 MB
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=90)
     assert process.returncode == 0, stderr
-    leftover = subprocess.run(["pgrep", "-f", "agent_otel.collector.workers --child"], capture_output=True, check=False)
-    assert leftover.returncode == 1, "workers outlived the parent"
-    engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.connect() as conn:
-        stored = conn.execute(
-            text("SELECT (SELECT count(*) FROM agent_executions) + (SELECT count(*) FROM agent_steps)")
-        ).scalar_one()
-    engine.dispose()
-    assert stored == spans
+    assert not any(child.is_running() for child in children), "workers outlived the parent"
+    assert stored_spans(pg_url) == spans
+
+
+def test_a_worker_that_dies_is_restarted_and_ingest_goes_on(pg_url: str) -> None:
+    """A forked worker killed outright is replaced (by a new interpreter, the parent runs
+    threads by then); the replacement serves the shared ports and all spans are stored."""
+    process, ports = start_serve(pg_url, "--workers", "2")
+    try:
+        first = psutil.Process(process.pid).children()
+        assert len(first) == 2
+        first[0].kill()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = [c for c in psutil.Process(process.pid).children() if c.pid != first[0].pid]
+            if len(now) == 2 and all(c.status() != psutil.STATUS_ZOMBIE for c in now):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the killed worker was not replaced")
+        assert sum("--child" in " ".join(c.cmdline()) for c in now) == 1  # the replacement: a new interpreter
+        bodies = build_bodies(2000, 100, seed=12)
+        result = asyncio.run(send(bodies, f"http://127.0.0.1:{ports['otlp-http']}", "http", 8))
+        assert result.acknowledged_spans == sum(count for _, count in bodies)
+        assert result.refused_requests == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=90)
+    assert process.returncode == 0, stderr
+    assert stored_spans(pg_url) == sum(count for _, count in bodies)

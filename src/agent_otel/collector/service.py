@@ -205,7 +205,11 @@ class Collector:
         self.applier: RollupApplier | None = None
         if deferred and self.role != "ingest":
             self.applier = RollupApplier(
-                self.engine, self.rollups, interval=settings.ingest.rollup_interval_seconds, metrics=self.health
+                self.engine,
+                self.rollups,
+                interval=settings.ingest.rollup_interval_seconds,
+                pace=settings.ingest.rollup_pace_seconds,
+                metrics=self.health,
             )
         self.keys = KeyTable()  # ingest keys and tenant admin tokens, loaded in prepare_database
         install_tenant_scope(self.read_engine)  # admin API reads run under row-level security

@@ -10,14 +10,17 @@ sanitize, COPY encoding). So:
   a private port;
 - the parent's ``/metrics`` merges the workers' expositions (counters and histograms summed,
   ``*_up`` gauges and ``*_created`` timestamps take the minimum, exemplars kept), so Prometheus scrapes one target;
-- workers get their settings as JSON on stdin; when the parent dies the pipe closes and the
-  workers drain and exit. A worker that dies is restarted.
+- the workers are forked at start-up, before the parent opens anything, so they share its
+  imported code and objects (``fork_worker``); each gets its settings as JSON on stdin once the
+  database is migrated. When the parent dies the pipe closes and the workers drain and exit. A
+  worker that dies is restarted as a new interpreter (by then the parent runs threads).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -27,10 +30,11 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -77,16 +81,92 @@ def reserve_port(address: ListenAddress) -> tuple[socket.socket, int]:
     return sock, int(sock.getsockname()[1])
 
 
+class ForkedChild:
+    """A worker forked by ``fork_worker``, with the part of ``subprocess.Popen``'s interface that
+    ``Worker`` uses."""
+
+    def __init__(self, pid: int, stdin: IO[str], stdout: IO[str]) -> None:
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0.0)
+            time.sleep(0.02)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def fork_worker(index: int, close: list[int]) -> ForkedChild:
+    """Fork worker ``index`` from this process while it is still single-threaded, has imported
+    what a worker runs and has opened no connection, socket or event loop (the start of
+    ``serve_workers``). The worker then shares the interpreter's imported code and objects with
+    this process and with the other workers (copy-on-write) instead of importing its own copy
+    (about 70 MB each; issue 7 counts the memory of the whole process tree). ``gc.freeze()``
+    first, as CPython documents for pre-fork servers: collections in the worker then never write
+    to those objects' headers, which would copy their pages. The worker waits for its settings on
+    its stdin exactly like a spawned one; ``close`` lists this process's ends of the pipes of
+    workers forked before, which the new worker must not keep open (a worker sees its parent
+    leave as the end of its stdin)."""
+    settings_r, settings_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    gc.freeze()
+    pid = os.fork()
+    if pid == 0:  # the worker: never returns into the parent's code
+        code = 1
+        try:
+            for fd in (*close, settings_w, ready_r):
+                os.close(fd)
+            os.dup2(settings_r, 0)
+            os.dup2(ready_w, 1)
+            os.close(settings_r)
+            os.close(ready_w)
+            code = _child(index)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+    os.close(settings_r)
+    os.close(ready_w)
+    close += [settings_w, ready_r]
+    return ForkedChild(pid, os.fdopen(settings_w, "w"), os.fdopen(ready_r, "r"))
+
+
 @dataclass
 class Worker:
     index: int
     settings_text: str
-    process: subprocess.Popen[str] | None = None
+    process: subprocess.Popen[str] | ForkedChild | None = None
     metrics_port: int | None = None
     restarts: int = 0
 
-    def start(self) -> None:
-        self.process = subprocess.Popen(
+    def start(self, forked: ForkedChild | None = None) -> None:
+        """Start the worker: ``forked`` (forked at start-up, waiting for its settings), or a new
+        interpreter (a restart: this process runs threads by then, and forking a threaded
+        process is unsafe)."""
+        self.process = forked or subprocess.Popen(
             [sys.executable, "-m", "agent_otel.collector.workers", "--child", str(self.index)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -187,6 +267,12 @@ def serve_workers(settings: Settings) -> int:
     """Run the parent: reserve ports, start the workers, serve the API, supervise."""
     from agent_otel.collector.service import Collector, tune_gc
 
+    # Fork the workers first: nothing is open yet and no thread runs (see fork_worker); they wait
+    # for their settings, sent once the ports are reserved and the database is migrated.
+    forked: list[ForkedChild | None] = [None] * settings.workers
+    if threading.active_count() == 1:
+        inherited: list[int] = []
+        forked = [fork_worker(i, inherited) for i in range(settings.workers)]
     grpc_sock, grpc_port = reserve_port(settings.otlp_grpc)
     http_sock, http_port = reserve_port(settings.otlp_http)
     worker_text = settings_json(
@@ -198,10 +284,17 @@ def serve_workers(settings: Settings) -> int:
         workers=1,
     )
     parent = Collector(settings, role="api")
-    parent.prepare_database()  # migrations, partitions and prices once, before any worker writes
+    try:
+        parent.prepare_database()  # migrations, partitions and prices once, before any worker writes
+    except BaseException:
+        for child in forked:
+            if child is not None:
+                child.stdin.close()  # end of stdin before any settings: the worker exits
+                child.wait(30)
+        raise
     workers = [Worker(i, worker_text) for i in range(settings.workers)]
-    for worker in workers:
-        worker.start()
+    for worker, child in zip(workers, forked, strict=True):
+        worker.start(child)
     registry = CollectorRegistry()
     registry.register(WorkerMetrics(workers, local=parent.registry))
     parent.api_context.registry = registry
@@ -239,12 +332,15 @@ def _child(index: int) -> int:
     from agent_otel.collector.service import Collector, tune_gc
     from agent_otel.settings import load_settings
 
-    data = json.loads(sys.stdin.readline())
-    settings = load_settings(data, environ={})
+    line = sys.stdin.readline()
+    if not line:  # the parent failed to start (or is gone) before sending settings
+        return 0
+    settings = load_settings(json.loads(line), environ={})
     logging.basicConfig(
         level=settings.log_level,
         format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s",
         stream=sys.stderr,
+        force=True,  # a forked worker inherits the parent's logging set-up
     )
     collector = Collector(settings, role="ingest", announce=lambda _line: None)
 

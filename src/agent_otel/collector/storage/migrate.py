@@ -23,8 +23,9 @@ _PARTITION = re.compile(r"^(agent_executions|agent_steps|agent_logs)_(default|p\
 
 
 def migrations_dir() -> Path:
-    """``migrations/`` at the repository root: through the package's ``_migrations`` link (an
-    editable install; a built wheel does not ship the migrations yet), else from the checkout."""
+    """The migrations: ``agent_otel/_migrations`` (in a checkout, a link to ``migrations/`` at the
+    repository root; a built wheel carries the files themselves, see tests/packaging), else
+    ``migrations/`` found from this file in the checkout."""
     packaged = Path(str(resources.files("agent_otel") / "_migrations"))
     if (packaged / "env.py").is_file():
         return packaged
