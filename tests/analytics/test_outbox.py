@@ -186,6 +186,31 @@ def test_a_full_round_goes_on_at_once(db_url: str, engine_for: Callable[[str], E
     assert hook.rounds == 3
 
 
+def test_when_the_writers_go_quiet_pending_deltas_do_not_wait_the_pace(
+    db_url: str, engine_for: Callable[[str], Engine]
+) -> None:
+    """The last deltas of a burst are applied soon after the writers stop, not a pace later."""
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    _ingest(engine, 1)
+    hook = CountingHook()
+    applier = RollupApplier(engine, hook, interval=0.05, pace=60.0, quiet=0.2)
+    applier.start()
+    try:
+        deadline = time.monotonic() + 10
+        while hook.rounds < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        _ingest(engine, 2)  # written while the applier paces after its first round
+        written = time.monotonic()
+        while pending(engine) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pending(engine) == 0, "the last deltas waited the pace"
+        assert time.monotonic() - written < 5
+    finally:
+        applier.stop(timeout=10)
+    assert metric_row(assert_rollups_match_raw(engine), "support-bot-id", "day")["total_executions"] == 9
+
+
 def test_a_round_takes_at_most_max_bytes_of_payload_but_always_one_delta(
     db_url: str, engine_for: Callable[[str], Engine]
 ) -> None:

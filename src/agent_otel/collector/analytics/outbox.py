@@ -187,8 +187,9 @@ class RollupApplier:
     cost per distinct row they touch (an agent's hour, a user's day, an (agent, user) pair), and
     one round over a second of traffic touches each such row once where rounds taken back to back
     touched it in many of them (measured: about a tenth less PostgreSQL CPU under full load; see
-    docs/performance.md). Rollups lag by about ``pace`` more. A full round goes on at once (a
-    backlog); a round that found nothing waits ``interval`` (or for ``stop``)."""
+    docs/performance.md). Rollups lag by about ``pace`` more while the load lasts; when the
+    writers go quiet for ``quiet`` seconds the pending deltas are applied at once. A full round
+    goes on at once (a backlog); a round that found nothing waits ``interval`` (or for ``stop``)."""
 
     def __init__(
         self,
@@ -197,6 +198,7 @@ class RollupApplier:
         *,
         interval: float = 1.0,
         pace: float = 1.0,
+        quiet: float = 0.2,
         batch: int = 256,
         max_bytes: int = 8 * 2**20,
         metrics: ApplierMetrics | None = None,
@@ -205,6 +207,7 @@ class RollupApplier:
         self.hook = hook
         self.interval = interval
         self.pace = pace
+        self.quiet = quiet
         self.batch = batch
         self.max_bytes = max_bytes
         self.metrics = metrics
@@ -246,13 +249,36 @@ class RollupApplier:
                 # Under load: the next round starts `pace` after this one started (a full round,
                 # a backlog, at once). Waiting the whole idle interval here left the rollups that
                 # far behind; going on at once made many small rounds that cost more in all.
-                rest = 0.0 if full else self.pace - (time.monotonic() - started)
-                if rest > 0:
-                    self._wake.wait(rest)
-                    self._wake.clear()
+                if not full:
+                    self._pace(started)
                 continue
             self._wake.wait(self._backoff or self.interval)
             self._wake.clear()
+
+    def _pace(self, started: float) -> None:
+        """Wait until ``pace`` after ``started``, or less when the writers have gone quiet: no
+        delta written for ``quiet`` seconds means the load paused or ended, and the deltas
+        pending then have nothing to wait for (the rollups catch up at once instead of up to a
+        pace later)."""
+        deadline = started + self.pace
+        seen = self._outbox_state()
+        while (rest := deadline - time.monotonic()) > 0:
+            if self._wake.wait(min(rest, self.quiet)):
+                self._wake.clear()
+                return
+            now = self._outbox_state()
+            if now is not None and now == seen:
+                return
+            seen = now
+
+    def _outbox_state(self) -> tuple[int, int] | None:
+        """(pending deltas, newest id): changes whenever a writer commits a delta."""
+        try:
+            with self.engine.connect() as conn:
+                count, newest = conn.execute(text(f"SELECT count(*), max(id) FROM {TABLE}")).one()
+        except Exception:  # the database is away: keep pacing; the round itself will report it
+            return None
+        return int(count), int(newest or 0)
 
     def run_once(self) -> int:
         """One round: returns the deltas applied (0 if another applier holds the lock)."""
