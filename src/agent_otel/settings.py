@@ -88,14 +88,16 @@ class IngestSettings(_Section):
         le=60,
         description="deferred rollups: how often an idle applier looks for new deltas",
     )
-    rollup_pace_seconds: float = Field(
-        1.0,
+    rollup_pace_seconds: float | None = Field(
+        None,
         ge=0,
         le=60,
         description=(
             "deferred rollups under load: a round that applied deltas is followed by the next this long after it"
-            " started (a full round at once), so each round folds about this long of deltas; longer rounds touch"
-            " each rollup row once for more executions (less database CPU) and make rollups lag that much more"
+            " started (a full round, or writers quiet for 0.2 s, at once), so each round folds about this long of"
+            " deltas and touches each rollup row once for all of them (less database and collector CPU), while"
+            " rollups lag that much more; unset: 1 s with --workers N (the applier runs in the parent), 0 in a"
+            " single process, where long rounds compete with ingest for the interpreter and raise ack latency"
         ),
     )
     max_future_skew_seconds: float = Field(

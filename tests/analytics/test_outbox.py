@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,9 +25,11 @@ from agent_otel.collector.analytics.outbox import (
     take,
 )
 from agent_otel.collector.analytics.rebuild import rebuild
+from agent_otel.collector.service import DEFAULT_ROLLUP_PACE, Collector
 from agent_otel.collector.storage import migrate
 from agent_otel.collector.storage.store import Store
 from agent_otel.collector.storage.transaction import ChangeSet, write_group
+from agent_otel.settings import load_settings
 from tests.analytics.helpers import assert_rollups_match_raw, metric_row, read_rollups
 from tests.collector.storage.test_write_group import batch_of
 from tests.conftest import RunningCollector
@@ -383,3 +386,23 @@ def test_deferred_rollups_catch_up_and_report_their_backlog(
     applied = [line for line in exposition.splitlines() if line.startswith("agent_otel_rollup_deltas_applied_total")]
     assert applied and float(applied[0].split()[1]) > 0
     assert "agent_otel_rollup_backlog" in exposition and "agent_otel_rollup_lag_seconds" in exposition
+
+
+@pytest.mark.parametrize(
+    ("role", "configured", "expected"),
+    [("all", None, 0.0), ("api", None, DEFAULT_ROLLUP_PACE), ("all", 0.5, 0.5), ("api", 0.0, 0.0)],
+)
+def test_the_applier_is_paced_by_default_only_in_a_process_of_its_own(
+    tmp_path: Path, role: str, configured: float | None, expected: float
+) -> None:
+    """One process: rounds back to back (a long round would hold up ingest on the interpreter's
+    lock); the parent of ``--workers N``: paced. A configured pace wins either way."""
+    overrides: dict[str, Any] = {"db_url": f"sqlite:///{tmp_path / 'pace.db'}"}
+    if configured is not None:
+        overrides["ingest.rollup_pace_seconds"] = configured
+    collector = Collector(load_settings(overrides, environ={}), role=role, announce=lambda _line: None)
+    try:
+        assert collector.applier is not None
+        assert collector.applier.pace == expected
+    finally:
+        collector.engine.dispose()
