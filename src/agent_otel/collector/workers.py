@@ -290,7 +290,8 @@ def serve_workers(settings: Settings) -> int:
         for child in forked:
             if child is not None:
                 child.stdin.close()  # end of stdin before any settings: the worker exits
-                child.wait(30)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(30)
         raise
     workers = [Worker(i, worker_text) for i in range(settings.workers)]
     for worker, child in zip(workers, forked, strict=True):

@@ -261,6 +261,8 @@ class RollupApplier:
         pending then have nothing to wait for (the rollups catch up at once instead of up to a
         pace later)."""
         deadline = started + self.pace
+        if deadline <= time.monotonic():
+            return
         seen = self._outbox_state()
         while (rest := deadline - time.monotonic()) > 0:
             if self._wake.wait(min(rest, self.quiet)):
