@@ -32,7 +32,7 @@ from agent_otel.collector.storage.transaction import ChangeSet, write_group
 from agent_otel.settings import load_settings
 from tests.analytics.helpers import assert_rollups_match_raw, metric_row, read_rollups
 from tests.collector.storage.test_write_group import batch_of
-from tests.conftest import RunningCollector
+from tests.conftest import RunningCollector, wait_for_rollups
 from tests.otlp_helpers import finished_spans
 
 
@@ -181,10 +181,7 @@ def test_a_full_round_goes_on_at_once(db_url: str, engine_for: Callable[[str], E
     applier = RollupApplier(engine, hook, interval=60.0, pace=60.0, batch=2)
     applier.start()
     try:
-        deadline = time.monotonic() + 10
-        while pending(engine) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert pending(engine) == 0, "a full round waited the pace"
+        wait_for_rollups(engine, timeout=10)  # a full round that waited the pace would take 60 s
     finally:
         applier.stop(timeout=10)
     assert hook.rounds == 3
@@ -206,9 +203,7 @@ def test_when_the_writers_go_quiet_pending_deltas_do_not_wait_the_pace(
             time.sleep(0.01)
         _ingest(engine, 2)  # written while the applier paces after its first round
         written = time.monotonic()
-        while pending(engine) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert pending(engine) == 0, "the last deltas waited the pace"
+        wait_for_rollups(engine, timeout=10)  # the pace is 60 s
         assert time.monotonic() - written < 5
     finally:
         applier.stop(timeout=10)

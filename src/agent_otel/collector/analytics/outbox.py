@@ -273,14 +273,15 @@ class RollupApplier:
                 return
             seen = now
 
-    def _outbox_state(self) -> tuple[int, int] | None:
-        """(pending deltas, newest id): changes whenever a writer commits a delta."""
+    def _outbox_state(self) -> int | None:
+        """Pending deltas (``backlog``): while this applier waits only writers change it, so it
+        grows whenever one commits a delta. None when the database is away (keep pacing; the
+        round itself will report it)."""
         try:
             with self.engine.connect() as conn:
-                count, newest = conn.execute(text(f"SELECT count(*), max(id) FROM {TABLE}")).one()
-        except Exception:  # the database is away: keep pacing; the round itself will report it
+                return backlog(conn)[0]
+        except Exception:
             return None
-        return int(count), int(newest or 0)
 
     def run_once(self) -> int:
         """One round: returns the deltas applied (0 if another applier holds the lock)."""
