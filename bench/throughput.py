@@ -63,6 +63,7 @@ class Scenario:
     protocol: str  # "http" or "grpc"
     spans: int
     workers: int = 1
+    single_process: bool = False  # `serve --single-process`: ingest, API and rollup applier in one process
     # 32 senders x 512 spans: enough work in flight to keep the collector busy (8 senders capped
     # it at 4,096 spans in flight, so the closed loop measured latency, not capacity)
     senders: int = 32
@@ -109,14 +110,19 @@ class ProcessWatch:
                 total += times.user + times.system
         return total
 
+    def memory(self) -> tuple[int, int]:
+        """(RSS, PSS) of the tree now, in bytes."""
+        rss = pss = 0
+        for process in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                memory = process.memory_full_info()  # /proc/PID/smaps_rollup
+                rss += memory.rss
+                pss += memory.pss
+        return rss, pss
+
     def _sample(self) -> None:
         while not self._stop.wait(0.2):
-            rss = pss = 0
-            for process in self._tree():
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    memory = process.memory_full_info()  # /proc/PID/smaps_rollup
-                    rss += memory.rss
-                    pss += memory.pss
+            rss, pss = self.memory()
             self.peak_rss = max(self.peak_rss, rss)
             self.peak_pss = max(self.peak_pss, pss)
 
@@ -188,7 +194,8 @@ def drop_database(name: str) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def start_collector(db_url: str, workers: int) -> tuple[subprocess.Popen[str], dict[str, int]]:
+def start_collector(db_url: str, workers: int, single_process: bool) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    layout = ["--single-process"] if single_process else ["--workers", str(workers)]
     process = subprocess.Popen(
         [
             sys.executable,
@@ -205,8 +212,7 @@ def start_collector(db_url: str, workers: int) -> tuple[subprocess.Popen[str], d
             "127.0.0.1:0",
             "--log-level",
             "WARNING",
-            "--workers",
-            str(workers),
+            *layout,
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -278,7 +284,7 @@ def run(scenario: Scenario, seed: int) -> Outcome:
     db_url = _url(database) if database else f"sqlite:///{sqlite_dir}/bench.db"
     bodies = build_bodies(scenario.spans, scenario.batch_size, seed)
     total = sum(count for _, count in bodies)
-    process, ports = start_collector(db_url, scenario.workers)
+    process, ports = start_collector(db_url, scenario.workers, scenario.single_process)
     watch = ProcessWatch(process.pid)
     try:
         endpoint = (
@@ -345,10 +351,12 @@ def with_new_trace_ids(bodies: list[tuple[bytes, int]], round_: int) -> list[tup
 
 
 def soak(seconds: int, rate: float) -> list[tuple[float, float]]:
-    """RSS over time at a steady rate, PostgreSQL, one worker: (elapsed s, RSS MB) samples."""
+    """Memory over time at a steady rate, PostgreSQL, the default layout (a supervisor and one
+    ingest worker): (elapsed s, PSS MB of both) samples."""
     database = create_database()
     db_url = _url(database)
-    process, ports = start_collector(db_url, 1)
+    process, ports = start_collector(db_url, 1, single_process=False)
+    watch = ProcessWatch(process.pid)
     samples: list[tuple[float, float]] = []
     per_round = int(rate * 10)  # 10 s of traffic per round
     pool = build_bodies(per_round, 512, 100)
@@ -359,7 +367,7 @@ def soak(seconds: int, rate: float) -> list[tuple[float, float]]:
             round_ += 1
             bodies = with_new_trace_ids(pool, round_)
             asyncio.run(send(bodies, f"http://127.0.0.1:{ports['otlp-http']}", "http", 4, rate))
-            samples.append((time.perf_counter() - started, psutil.Process(process.pid).memory_info().rss / 2**20))
+            samples.append((time.perf_counter() - started, watch.memory()[1] / 2**20))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(120)
@@ -397,15 +405,20 @@ def main() -> None:
     args = parser.parse_args()
     n = 100_000 if args.quick else 400_000
     scenarios = [
-        Scenario("PostgreSQL, OTLP/HTTP, 1 process", "postgresql", "http", n),
-        Scenario("PostgreSQL, OTLP/gRPC, 1 process", "postgresql", "grpc", n),
+        # the default layout: a supervising process (API, rollup applier, jobs) and one ingest worker
+        Scenario("PostgreSQL, OTLP/HTTP, default", "postgresql", "http", n),
+        Scenario("PostgreSQL, OTLP/gRPC, default", "postgresql", "grpc", n),
         Scenario("PostgreSQL, OTLP/HTTP, --workers 2", "postgresql", "http", n, workers=2),
         Scenario("PostgreSQL, OTLP/gRPC, --workers 2", "postgresql", "grpc", n, workers=2),
-        Scenario("SQLite, OTLP/HTTP, 1 process", "sqlite", "http", n // 2),
+        Scenario("PostgreSQL, OTLP/HTTP, --single-process", "postgresql", "http", n, single_process=True),
+        Scenario("SQLite, OTLP/HTTP, default", "sqlite", "http", n // 2),
         # open loop: long enough that the p99 is not one request's time (10 s with --quick, 40 s in full)
-        Scenario("PostgreSQL, 10,000 spans/s open loop", "postgresql", "http", n, rate=10_000),
+        Scenario("PostgreSQL, 10,000 spans/s, default", "postgresql", "http", n, rate=10_000),
         Scenario("PostgreSQL, 10,000 spans/s, --workers 2", "postgresql", "http", n, workers=2, rate=10_000),
-        Scenario("PostgreSQL, 5,000 spans/s open loop", "postgresql", "http", n // 2, rate=5_000),
+        Scenario(
+            "PostgreSQL, 10,000 spans/s, --single-process", "postgresql", "http", n, single_process=True, rate=10_000
+        ),
+        Scenario("PostgreSQL, 5,000 spans/s, default", "postgresql", "http", n // 2, rate=5_000),
     ]
     if args.only:
         scenarios = [s for s in scenarios if args.only.lower() in s.name.lower()]
@@ -434,10 +447,10 @@ def main() -> None:
         print("\n".join(spreads))
     if args.soak:
         samples = soak(args.soak, 5_000)
-        print(f"\nsoak at 5,000 spans/s for {args.soak} s, collector RSS MB over time:")
+        print(f"\nsoak at 5,000 spans/s for {args.soak} s, collector PSS MB over time (all its processes):")
         print(", ".join(f"{t:.0f}s {mb:.0f}" for t, mb in samples[:: max(1, len(samples) // 20)]))
         first, last = samples[len(samples) // 10][1], samples[-1][1]
-        print(f"RSS after warm-up {first:.0f} MB, at the end {last:.0f} MB, peak {max(m for _, m in samples):.0f} MB")
+        print(f"PSS after warm-up {first:.0f} MB, at the end {last:.0f} MB, peak {max(m for _, m in samples):.0f} MB")
         average = len(samples) * 50_000 / samples[-1][0]
         print(f"{len(samples)} rounds of 50,000 spans ({average:,.0f} spans/s on average)")
 

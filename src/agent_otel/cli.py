@@ -43,16 +43,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http=args.http,
         migrate=False if args.no_migrate else None,
         workers=args.workers,
+        single_process=True if args.single_process else None,
         log_level=args.log_level,
     )
     _setup_logging(settings.log_level)
-    if settings.workers > 1:
-        from agent_otel.collector.workers import serve_workers
-
-        return serve_workers(settings)
     from agent_otel.collector.service import Collector, tune_gc
-
-    collector = Collector(settings)
 
     def on_ready(c: Collector) -> None:
         print(f"database: {settings.db_url}", flush=True)
@@ -61,6 +56,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             endpoint = f"http://{settings.otlp_http.host}:{c.ports['otlp-http']}"
             threading.Thread(target=_demo_then_report, args=(endpoint, args.demo, c, settings), daemon=True).start()
 
+    if not settings.single_process:  # the default: a supervising process and `workers` ingest processes
+        from agent_otel.collector.workers import serve_workers
+
+        return serve_workers(settings, on_ready)
+    collector = Collector(settings)
     tune_gc()
     asyncio.run(collector.run(on_ready))
     return 0
@@ -159,7 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--otlp-http", metavar="HOST:PORT", help="OTLP/HTTP listen address (default 127.0.0.1:4318)")
     serve.add_argument("--http", metavar="HOST:PORT", help="metrics, health and admin API (default 127.0.0.1:9464)")
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate the database on start")
-    serve.add_argument("--workers", type=int, help="processes sharing the listeners (default 1)")
+    serve.add_argument("--workers", type=int, help="ingest processes sharing the OTLP listeners (default 1)")
+    serve.add_argument(
+        "--single-process",
+        action="store_true",
+        help="ingest, API and background jobs in one process (less memory, slower under load)",
+    )
     serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.add_argument(
         "--demo",

@@ -96,8 +96,8 @@ class IngestSettings(_Section):
             "deferred rollups under load: a round that applied deltas is followed by the next this long after it"
             " started (a full round, or writers quiet for 0.2 s, at once), so each round folds about this long of"
             " deltas and touches each rollup row once for all of them (less database and collector CPU), while"
-            " rollups lag that much more; unset: 1 s with --workers N (the applier runs in the parent), 0 in a"
-            " single process, where long rounds compete with ingest for the interpreter and raise ack latency"
+            " rollups lag that much more; unset: 1 s when the applier has a process of its own (the default), 0 with"
+            " single_process, where long rounds compete with ingest for the interpreter and raise ack latency"
         ),
     )
     max_future_skew_seconds: float = Field(
@@ -210,6 +210,15 @@ class Settings(BaseModel):
     )
     migrate: bool = Field(True, description="migrate the database to head on start (`--no-migrate` turns it off)")
     workers: int = Field(1, ge=1, le=64, description="ingest processes sharing the OTLP listeners")
+    single_process: bool = Field(
+        False,
+        description=(
+            "run ingest, the HTTP API and the background jobs (rollup applier, retention) in one process"
+            " (`--single-process`): about 45 MB less memory, slower under load (ingest shares the interpreter"
+            " with the applier); unset: a supervising process serves the API and the jobs and `workers`"
+            " processes ingest"
+        ),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level (stderr)")
     default_tenant: str = Field("default", description="tenant of requests that carry no ingest key")
     require_ingest_key: bool = Field(False, description="refuse OTLP requests without a valid ingest key (401)")
@@ -234,10 +243,12 @@ class Settings(BaseModel):
         return normalize_db_url(value)
 
     @model_validator(mode="after")
-    def _check_token(self) -> Settings:
+    def _check_combinations(self) -> Settings:
         token = self.admin_token.get_secret_value() if self.admin_token else None
         if token is not None and len(token) < 16:
             raise ValueError("admin_token must be at least 16 characters")
+        if self.single_process and self.workers > 1:
+            raise ValueError(f"single_process runs one process; it cannot have workers = {self.workers}")
         return self
 
     @property
@@ -263,6 +274,7 @@ ENV_KEYS: Mapping[str, str] = {
     "AGENT_OTEL_HTTP": "http",
     "AGENT_OTEL_LOG_LEVEL": "log_level",
     "AGENT_OTEL_WORKERS": "workers",
+    "AGENT_OTEL_SINGLE_PROCESS": "single_process",
     "AGENT_OTEL_PRICE_FILE": "price_file",
     "AGENT_OTEL_USER_ID_HMAC_KEY": "sanitizer.user_id_hmac_key",
 }

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
+import pytest
 from sqlalchemy import create_engine, text
 
 from tests.otlp_helpers import encode, finished_spans
@@ -80,6 +82,45 @@ def test_serve_announces_ports_and_drains_on_sigterm(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM agent_executions")).scalar_one() == 5
     engine.dispose()
+
+
+@pytest.mark.parametrize(("extra", "children"), [((), 1), (("--single-process",), 0)])
+def test_serve_process_layout(tmp_path: Path, extra: tuple[str, ...], children: int) -> None:
+    """By default a supervising process (API, rollup applier, jobs) and one ingest worker;
+    ``--single-process`` does everything in one. Either way spans are stored and rolled up."""
+    db_url = f"sqlite:///{tmp_path / 'serve.db'}"
+    process, ports = start_serve(db_url, *extra)
+    try:
+        assert len(psutil.Process(process.pid).children()) == children
+        response = httpx.post(
+            f"http://127.0.0.1:{ports['otlp-http']}/v1/traces",
+            content=encode(finished_spans(3)),
+            headers={"Content-Type": "application/x-protobuf"},
+        )
+        assert response.status_code == 200
+        engine = create_engine(db_url)
+        deadline = time.monotonic() + 30
+        with engine.connect() as conn:
+            while conn.execute(text("SELECT count(*) FROM rollup_outbox")).scalar_one() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            executions = conn.execute(text("SELECT total_executions FROM agents")).scalar_one()
+        engine.dispose()
+        assert executions == 3  # the applier (the supervisor's, or the single process's) folded the delta in
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+
+
+def test_serve_refuses_single_process_with_workers() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "agent_otel", "serve", "--single-process", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "single_process runs one process; it cannot have workers = 2" in result.stderr
 
 
 def test_serve_refuses_an_invalid_configuration(tmp_path: Path) -> None:

@@ -102,7 +102,9 @@ class ServeProcess:
         self._log.write(f"--- start {self.starts} ---\n".encode())
         self._log.flush()
         env = {**os.environ, **self.env}
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, env=env)
+        # a session of its own: kill() takes the whole collector down (its ingest worker too), as
+        # a crash of its host or container would
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, env=env, start_new_session=True)
         self.starts += 1
         assert self.process.stdout is not None
         deadline = time.monotonic() + timeout
@@ -125,9 +127,10 @@ class ServeProcess:
                     self._log.write(line)
 
     def kill(self) -> None:
-        """SIGKILL: no handler runs, nothing is flushed."""
+        """SIGKILL to every process of the collector: no handler runs, nothing is flushed."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(30)
         self._close_pipe()
 
@@ -145,10 +148,16 @@ class ServeProcess:
         return code
 
     def rss_bytes(self) -> int:
+        """Resident memory of the collector's processes (the supervisor and its workers), summed."""
         import psutil
 
         assert self.process is not None
-        return int(psutil.Process(self.process.pid).memory_info().rss)
+        parent = psutil.Process(self.process.pid)
+        total = 0
+        for process in (parent, *parent.children(recursive=True)):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += process.memory_info().rss
+        return total
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

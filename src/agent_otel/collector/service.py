@@ -139,7 +139,7 @@ def load_price_book(settings: Settings) -> PriceBook:
 
 
 GC_YOUNG_THRESHOLD = 10_000
-# the rollup applier's pace when it has a process of its own (the parent of `serve --workers N`):
+# the rollup applier's pace when it has a process of its own (the parent of `serve`'s workers):
 # a round per second folds a second of deltas (about a fifth less CPU than back-to-back rounds).
 # In a single process a long round competes with ingest for the interpreter's lock and raised the
 # ack p99 at 10,000 spans/s (median of six runs 245 against 173 ms), so it runs back to back there.
@@ -171,8 +171,9 @@ class Collector:
     listeners: list[CommitListener] = field(default_factory=list)
     routers: list[Any] = field(default_factory=list)
     announce: Callable[[str], None] = print
-    # "all": one process does everything; "ingest": a worker of `serve --workers N` (OTLP, writer,
-    # private metrics); "api": their parent (HTTP API, merged metrics, background jobs). workers.py
+    # "all": one process does everything (`serve --single-process`, tests); "ingest": a worker of
+    # `serve` (OTLP, writer, private metrics); "api": their parent (HTTP API, merged metrics,
+    # background jobs). workers.py
     role: str = "all"
 
     def __post_init__(self) -> None:

@@ -1,10 +1,12 @@
-"""``agent-otel serve --workers N``: N ingest processes share the OTLP listeners.
+"""``agent-otel serve`` (``--workers N``, default 1): N ingest processes share the OTLP listeners.
 
 One Python process can use only one core (the GIL), and ingest is CPU-bound (decode, normalize,
-sanitize, COPY encoding). So:
+sanitize, COPY encoding); the rollup applier is too, and in the ingest process its rounds took
+the interpreter from ingest (a quarter fewer spans acknowledged per second, see
+docs/performance.md). So, unless ``--single-process`` asks for everything in one process:
 
 - the parent migrates the database, reserves the OTLP ports, serves the HTTP API and runs the
-  background jobs (partitions, retention); it does not ingest;
+  background jobs (the paced rollup applier, partitions, retention); it does not ingest;
 - each worker binds the same OTLP/HTTP and OTLP/gRPC ports with ``SO_REUSEPORT`` (the kernel
   spreads connections across them), runs its own group-commit writer, and exposes its metrics on
   a private port;
@@ -31,10 +33,10 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -45,6 +47,9 @@ from prometheus_client.samples import Sample
 from pydantic import SecretStr
 
 from agent_otel.settings import ListenAddress, Settings
+
+if TYPE_CHECKING:
+    from agent_otel.collector.service import Collector
 
 log = logging.getLogger(__name__)
 
@@ -263,8 +268,9 @@ def merge_families(families: Iterable[Metric]) -> list[Metric]:
     return list(merged.values())
 
 
-def serve_workers(settings: Settings) -> int:
-    """Run the parent: reserve ports, start the workers, serve the API, supervise."""
+def serve_workers(settings: Settings, ready: Callable[[Collector], None] | None = None) -> int:
+    """Run the parent: reserve ports, start the workers, serve the API, supervise. ``ready`` is
+    called once the workers ingest and the API listens (as ``Collector.run`` calls it)."""
     from agent_otel.collector.service import Collector, tune_gc
 
     # Fork the workers first: nothing is open yet and no thread runs (see fork_worker); they wait
@@ -316,7 +322,7 @@ def serve_workers(settings: Settings) -> int:
     threading.Thread(target=supervise, daemon=True, name="supervisor").start()
     tune_gc()
     try:
-        asyncio.run(parent.run(skip_prepare=True))
+        asyncio.run(parent.run(ready, skip_prepare=True))
     finally:
         stopping.set()
         for worker in workers:
