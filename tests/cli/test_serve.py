@@ -112,6 +112,31 @@ def test_serve_process_layout(tmp_path: Path, extra: tuple[str, ...], children: 
     assert process.returncode == 0, stderr
 
 
+def test_serve_demo_reports_what_it_stored(tmp_path: Path) -> None:
+    """The quick start's ``serve --demo``: the supervisor sends demo traffic through the plugin to
+    its ingest worker and reports the rows the database holds."""
+    db_url = f"sqlite:///{tmp_path / 'demo.db'}"
+    process, _ports = start_serve(db_url, "--demo", "20")
+    try:
+        assert process.stdout is not None
+        report = {}
+        deadline = time.monotonic() + 120
+        while "executions by status" not in report and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            key, _, value = line.strip().partition(": ")
+            report[key] = value
+        stored = dict(item.split("=") for item in report["rows stored"].split(", "))
+        assert int(stored["agent_executions"]) >= 20 and int(stored["agent_steps"]) > 20
+        statuses = dict(item.split("=") for item in report["executions by status"].split(", "))
+        assert sum(int(n) for n in statuses.values()) == int(stored["agent_executions"])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+
+
 def test_serve_refuses_single_process_with_workers() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "agent_otel", "serve", "--single-process", "--workers", "2"],
