@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -13,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from tests.cli.test_serve import start_serve
+from tests.otlp_helpers import encode, finished_spans
 
 
 def stored_spans(pg_url: str) -> int:
@@ -84,3 +86,55 @@ def test_a_worker_that_dies_is_restarted_and_ingest_goes_on(pg_url: str) -> None
         _, stderr = process.communicate(timeout=90)
     assert process.returncode == 0, stderr
     assert stored_spans(pg_url) == sum(count for _, count in bodies)
+
+
+def test_readiness_follows_the_ingest_worker(tmp_path: Path) -> None:
+    """The supervisor's /readyz says whether ingest works: 503 while its only worker is dead,
+    200 again once the replacement accepts spans."""
+    process, ports = start_serve(f"sqlite:///{tmp_path / 'ready.db'}")
+    readyz = f"http://127.0.0.1:{ports['http']}/readyz"
+    try:
+        assert httpx.get(readyz).json() == {"status": "ready", "database": True, "writer": True}
+        (worker,) = psutil.Process(process.pid).children()
+        worker.kill()
+        worker.wait(10)
+        # the replacement is a new interpreter: it needs seconds to start, the supervisor a second to notice
+        down = httpx.get(readyz, timeout=10)
+        assert down.status_code == 503 and down.json()["writer"] is False
+        deadline = time.monotonic() + 60
+        while httpx.get(readyz, timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "not ready again after the worker was replaced"
+            time.sleep(0.2)
+        body = encode(finished_spans(2))
+        response = httpx.post(
+            f"http://127.0.0.1:{ports['otlp-http']}/v1/traces",
+            content=body,
+            headers={"Content-Type": "application/x-protobuf"},
+        )
+        assert response.status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=90)
+    assert process.returncode == 0, stderr
+
+
+def test_the_worker_leaves_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of the supervisor (no handler runs): its worker sees its stdin close, drains what
+    it accepted and exits, instead of holding the OTLP ports for no one."""
+    db_url = f"sqlite:///{tmp_path / 'orphan.db'}"
+    process, ports = start_serve(db_url)
+    (worker,) = psutil.Process(process.pid).children()
+    response = httpx.post(
+        f"http://127.0.0.1:{ports['otlp-http']}/v1/traces",
+        content=encode(finished_spans(3)),
+        headers={"Content-Type": "application/x-protobuf"},
+    )
+    assert response.status_code == 200
+    process.kill()
+    process.communicate(timeout=30)
+    worker.wait(30)  # psutil.TimeoutExpired if it stayed
+    assert not worker.is_running()
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM agent_executions")).scalar_one() == 3
+    engine.dispose()

@@ -268,6 +268,20 @@ def merge_families(families: Iterable[Metric]) -> list[Metric]:
     return list(merged.values())
 
 
+def workers_ready(workers: Iterable[Worker], timeout: float = 2.0) -> bool:
+    """The supervisor's readiness (its ``/readyz`` "writer"): whether ingest works, that is
+    whether at least one worker answers its own ``/readyz`` (its database connection and its
+    writer accept work). A worker that died or is being restarted does not answer; while another
+    one does, the kernel sends new connections to that one."""
+    for worker in workers:
+        if worker.metrics_port is None:
+            continue
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{worker.metrics_port}/readyz", timeout=timeout).status_code == 200:
+                return True
+    return False
+
+
 def serve_workers(settings: Settings, ready: Callable[[Collector], None] | None = None) -> int:
     """Run the parent: reserve ports, start the workers, serve the API, supervise. ``ready`` is
     called once the workers ingest and the API listens (as ``Collector.run`` calls it)."""
@@ -305,6 +319,7 @@ def serve_workers(settings: Settings, ready: Callable[[Collector], None] | None 
     registry = CollectorRegistry()
     registry.register(WorkerMetrics(workers, local=parent.registry))
     parent.api_context.registry = registry
+    parent.api_context.is_ready = lambda: workers_ready(workers)
     parent.ports = {"otlp-grpc": grpc_port, "otlp-http": http_port}
 
     stopping = threading.Event()

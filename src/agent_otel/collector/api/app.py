@@ -62,9 +62,10 @@ def create_api_app(ctx: ApiContext, routers: list[Any] | None = None) -> FastAPI
                 conn.execute(text("SELECT 1"))
         except Exception:
             database = False
-        ready = database and ctx.is_ready()
+        writer = ctx.is_ready()
+        ready = database and writer
         return JSONResponse(
-            {"status": "ready" if ready else "unavailable", "database": database, "writer": ctx.is_ready()},
+            {"status": "ready" if ready else "unavailable", "database": database, "writer": writer},
             status_code=200 if ready else 503,
         )
 
