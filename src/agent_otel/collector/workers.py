@@ -268,7 +268,7 @@ def merge_families(families: Iterable[Metric]) -> list[Metric]:
     return list(merged.values())
 
 
-def workers_ready(workers: Iterable[Worker], timeout: float = 2.0) -> bool:
+def workers_ready(workers: Iterable[Worker], timeout: float = 1.0) -> bool:
     """The supervisor's readiness (its ``/readyz`` "writer"): whether ingest works, that is
     whether at least one worker answers its own ``/readyz`` (its database connection and its
     writer accept work). A worker that died or is being restarted does not answer; while another
