@@ -137,6 +137,34 @@ def test_serve_demo_reports_what_it_stored(tmp_path: Path) -> None:
     assert process.returncode == 0, stderr
 
 
+@pytest.mark.parametrize("extra", [(), ("--single-process",)])
+def test_a_second_collector_on_the_same_ports_is_refused(tmp_path: Path, extra: tuple[str, ...]) -> None:
+    """The workers share their ports through SO_REUSEPORT, which would also let a second
+    collector started on the same ports (by mistake, or while an old one still drains) take half
+    of the first one's connections without a word. It must refuse to start instead."""
+    first, ports = start_serve(f"sqlite:///{tmp_path / 'first.db'}")
+    try:
+        for taken in ("--otlp-http", "--otlp-grpc", "--http"):
+            addresses = {"--otlp-http": "127.0.0.1:0", "--otlp-grpc": "127.0.0.1:0", "--http": "127.0.0.1:0"}
+            addresses[taken] = f"127.0.0.1:{ports[taken.removeprefix('--')]}"
+            result = subprocess.run(
+                [sys.executable, "-m", "agent_otel", "serve", "--db", f"sqlite:///{tmp_path / 'second.db'}"]
+                + [part for option in addresses.items() for part in option]
+                + list(extra),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert result.returncode == 2, result.stderr
+            assert f"cannot listen on {addresses[taken]}" in result.stderr
+            assert "Traceback" not in result.stderr
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGTERM)
+        _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 0, stderr
+
+
 def test_serve_refuses_single_process_with_workers() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "agent_otel", "serve", "--single-process", "--workers", "2"],

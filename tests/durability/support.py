@@ -132,7 +132,22 @@ class ServeProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(30)
+            self._wait_ports_free()  # the worker may close its sockets a moment after the supervisor
         self._close_pipe()
+
+    def _wait_ports_free(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        for port in (self.otlp_http, self.otlp_grpc):
+            while True:
+                with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        probe.bind(("127.0.0.1", port))
+                        break
+                    except OSError:
+                        if time.monotonic() > deadline:
+                            raise
+                time.sleep(0.02)
 
     def _close_pipe(self) -> None:
         if self.process is not None and self.process.stdout is not None:

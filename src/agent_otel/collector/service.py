@@ -47,7 +47,7 @@ from agent_otel.collector.storage.partitions import ensure_partitions
 from agent_otel.collector.storage.schema import model_prices
 from agent_otel.collector.storage.transaction import ChangeHook
 from agent_otel.collector.storage.writer import CommitListener, GroupCommitWriter
-from agent_otel.settings import ListenAddress, Settings
+from agent_otel.settings import ListenAddress, Settings, SettingsError
 
 log = logging.getLogger("agent_otel")
 
@@ -60,6 +60,27 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
+def cannot_listen(address: ListenAddress, exc: OSError) -> SettingsError:
+    """The start-up error for an address this collector cannot listen on (in use, not local)."""
+    reason = exc.strerror or str(exc)
+    return SettingsError(f"cannot listen on {address.host}:{address.port}: {reason} (another collector running?)")
+
+
+def ensure_free(address: ListenAddress) -> None:
+    """Refuse a fixed port that cannot be bound (something listens there, or the host is not a
+    local address) before a server that would fail less clearly, or with SO_REUSEPORT not at
+    all, tries it. Connections in TIME_WAIT (a collector just stopped) do not count."""
+    if address.port == 0:
+        return
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address.host, address.port))
+        except OSError as exc:
+            raise cannot_listen(address, exc) from None
+
+
 def bind(address: ListenAddress, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
@@ -68,7 +89,11 @@ def bind(address: ListenAddress, reuse_port: bool = False) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((address.host, address.port))
+    try:
+        sock.bind((address.host, address.port))
+    except OSError as exc:
+        sock.close()
+        raise cannot_listen(address, exc) from None
     sock.listen(2048)
     sock.setblocking(False)
     return sock
@@ -316,9 +341,10 @@ class Collector:
             ]
         )
         add_otlp_services(server, self.core)
-        port = server.add_insecure_port(str(settings.otlp_grpc))
-        if port == 0:
-            raise RuntimeError(f"cannot listen for OTLP/gRPC on {settings.otlp_grpc}")
+        try:
+            port = server.add_insecure_port(str(settings.otlp_grpc))
+        except RuntimeError:  # grpc's "Failed to bind": taken since ensure_free looked
+            raise SettingsError(f"cannot listen on {settings.otlp_grpc} (OTLP/gRPC)") from None
         await server.start()
         return server, port
 
@@ -333,6 +359,9 @@ class Collector:
     ) -> None:
         settings = self.settings
         ingest = self.role in ("all", "ingest")
+        if self.role == "all":  # every fixed port checked before any server starts (workers.py
+            for address in (settings.otlp_grpc, settings.otlp_http, settings.http):  # does its own)
+                ensure_free(address)
         if self.role != "ingest" and not skip_prepare:
             await asyncio.to_thread(self.prepare_database)
         servers: list[tuple[str, _EmbeddedServer, asyncio.Task[None]]] = []

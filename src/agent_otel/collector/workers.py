@@ -77,12 +77,23 @@ def settings_json(settings: Settings, **overrides: Any) -> str:
 
 
 def reserve_port(address: ListenAddress) -> tuple[socket.socket, int]:
-    """Bind (not listen) with SO_REUSEPORT: the port is ours until the workers bind it too."""
+    """Bind (not listen) with SO_REUSEPORT: the port is ours until the workers bind it too.
+
+    SO_REUSEPORT would also let this collector share a port that another process (of the same
+    user) listens on already, silently splitting that one's traffic between the two; so a fixed
+    port is first checked without it (``ensure_free``)."""
+    from agent_otel.collector.service import cannot_listen, ensure_free
+
+    ensure_free(address)
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((address.host, address.port))
+    try:
+        sock.bind((address.host, address.port))
+    except OSError as exc:
+        sock.close()
+        raise cannot_listen(address, exc) from None
     return sock, int(sock.getsockname()[1])
 
 
@@ -285,7 +296,7 @@ def workers_ready(workers: Iterable[Worker], timeout: float = 1.0) -> bool:
 def serve_workers(settings: Settings, ready: Callable[[Collector], None] | None = None) -> int:
     """Run the parent: reserve ports, start the workers, serve the API, supervise. ``ready`` is
     called once the workers ingest and the API listens (as ``Collector.run`` calls it)."""
-    from agent_otel.collector.service import Collector, tune_gc
+    from agent_otel.collector.service import Collector, ensure_free, tune_gc
 
     # Fork the workers first: nothing is open yet and no thread runs (see fork_worker); they wait
     # for their settings, sent once the ports are reserved and the database is migrated.
@@ -293,18 +304,11 @@ def serve_workers(settings: Settings, ready: Callable[[Collector], None] | None 
     if threading.active_count() == 1:
         inherited: list[int] = []
         forked = [fork_worker(i, inherited) for i in range(settings.workers)]
-    grpc_sock, grpc_port = reserve_port(settings.otlp_grpc)
-    http_sock, http_port = reserve_port(settings.otlp_http)
-    worker_text = settings_json(
-        settings,
-        otlp_grpc=f"{settings.otlp_grpc.host}:{grpc_port}",
-        otlp_http=f"{settings.otlp_http.host}:{http_port}",
-        http="127.0.0.1:0",
-        migrate=False,
-        workers=1,
-    )
-    parent = Collector(settings, role="api")
     try:
+        grpc_sock, grpc_port = reserve_port(settings.otlp_grpc)
+        http_sock, http_port = reserve_port(settings.otlp_http)
+        ensure_free(settings.http)  # the API's port, before the workers start
+        parent = Collector(settings, role="api")
         parent.prepare_database()  # migrations, partitions and prices once, before any worker writes
     except BaseException:
         for child in forked:
@@ -313,6 +317,14 @@ def serve_workers(settings: Settings, ready: Callable[[Collector], None] | None 
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.wait(30)
         raise
+    worker_text = settings_json(
+        settings,
+        otlp_grpc=f"{settings.otlp_grpc.host}:{grpc_port}",
+        otlp_http=f"{settings.otlp_http.host}:{http_port}",
+        http="127.0.0.1:0",
+        migrate=False,
+        workers=1,
+    )
     workers = [Worker(i, worker_text) for i in range(settings.workers)]
     for worker, child in zip(workers, forked, strict=True):
         worker.start(child)
