@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import signal
@@ -63,7 +64,8 @@ class _EmbeddedServer(uvicorn.Server):
 def cannot_listen(address: ListenAddress, exc: OSError) -> SettingsError:
     """The start-up error for an address this collector cannot listen on (in use, not local)."""
     reason = exc.strerror or str(exc)
-    return SettingsError(f"cannot listen on {address.host}:{address.port}: {reason} (another collector running?)")
+    hint = " (another collector running?)" if exc.errno == errno.EADDRINUSE else ""
+    return SettingsError(f"cannot listen on {address.host}:{address.port}: {reason}{hint}")
 
 
 def ensure_free(address: ListenAddress) -> None:
@@ -359,8 +361,9 @@ class Collector:
     ) -> None:
         settings = self.settings
         ingest = self.role in ("all", "ingest")
-        if self.role == "all":  # every fixed port checked before any server starts (workers.py
-            for address in (settings.otlp_grpc, settings.otlp_http, settings.http):  # does its own)
+        if self.role == "all":
+            # every fixed port is checked before any server starts (serve_workers checks its own)
+            for address in (settings.otlp_grpc, settings.otlp_http, settings.http):
                 ensure_free(address)
         if self.role != "ingest" and not skip_prepare:
             await asyncio.to_thread(self.prepare_database)
