@@ -2,7 +2,7 @@
 
 One Python process can use only one core (the GIL), and ingest is CPU-bound (decode, normalize,
 sanitize, COPY encoding); the rollup applier is too, and in the ingest process its rounds took
-the interpreter from ingest (a quarter fewer spans acknowledged per second, see
+the interpreter from ingest (8 to 24% fewer spans acknowledged per second, see
 docs/performance.md). So, unless ``--single-process`` asks for everything in one process:
 
 - the parent migrates the database, reserves the OTLP ports, serves the HTTP API and runs the
