@@ -40,6 +40,9 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 from sqlalchemy import Engine, text
 
+from agent_otel.collector.service import ensure_free
+from agent_otel.settings import ListenAddress, SettingsError
+
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_OTEL = str(Path(sys.executable).with_name("agent-otel"))
 PG_BIN = Path(os.environ.get("AGENT_OTEL_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -136,17 +139,16 @@ class ServeProcess:
         self._close_pipe()
 
     def _wait_ports_free(self, timeout: float = 10.0) -> None:
+        """Until a new collector's start-up check (``ensure_free``) would accept the OTLP ports."""
         deadline = time.monotonic() + timeout
         for port in (self.otlp_http, self.otlp_grpc):
             while True:
-                with socket.socket() as probe:
-                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    try:
-                        probe.bind(("127.0.0.1", port))
-                        break
-                    except OSError:
-                        if time.monotonic() > deadline:
-                            raise
+                try:
+                    ensure_free(ListenAddress(host="127.0.0.1", port=port))
+                    break
+                except SettingsError:
+                    if time.monotonic() > deadline:
+                        raise
                 time.sleep(0.02)
 
     def _close_pipe(self) -> None:
