@@ -83,7 +83,9 @@ def ensure_free(address: ListenAddress) -> None:
             raise cannot_listen(address, exc) from None
 
 
-def bind(address: ListenAddress, reuse_port: bool = False) -> socket.socket:
+def bind(address: ListenAddress, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A TCP socket bound to ``address``, listening unless ``listen`` is False (a port reserved
+    for the workers, workers.py)."""
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
     # without it a keep-alive client waits ~40 ms (Nagle + delayed ACK) for every response.
@@ -96,8 +98,9 @@ def bind(address: ListenAddress, reuse_port: bool = False) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise cannot_listen(address, exc) from None
-    sock.listen(2048)
-    sock.setblocking(False)
+    if listen:
+        sock.listen(2048)
+        sock.setblocking(False)
     return sock
 
 

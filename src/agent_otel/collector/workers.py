@@ -82,18 +82,10 @@ def reserve_port(address: ListenAddress) -> tuple[socket.socket, int]:
     SO_REUSEPORT would also let this collector share a port that another process (of the same
     user) listens on already, silently splitting that one's traffic between the two; so a fixed
     port is first checked without it (``ensure_free``)."""
-    from agent_otel.collector.service import cannot_listen, ensure_free
+    from agent_otel.collector.service import bind, ensure_free
 
     ensure_free(address)
-    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((address.host, address.port))
-    except OSError as exc:
-        sock.close()
-        raise cannot_listen(address, exc) from None
+    sock = bind(address, reuse_port=True, listen=False)
     return sock, int(sock.getsockname()[1])
 
 
