@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import httpx
 import psycopg
 from prometheus_client import CollectorRegistry
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from agent_otel.collector.storage.database import libpq_conninfo, sqlite_path
 from agent_otel.collector.storage.transaction import ChangeSet
@@ -125,5 +125,83 @@ def test_a_span_the_database_refuses_is_rejected_alone(db_url: str) -> None:
         registry = running.collector.registry
         written = registry.get_sample_value("agent_otel_rows_written_total", {"table": "agent_executions"})
         assert written == 6
+    finally:
+        running.stop()
+
+
+class StatementHook:
+    """A change hook that runs ``sql`` in the write transaction whenever an execution of ``agent``
+    (any agent: None) is in it: a real database error of the kind the test chooses."""
+
+    def __init__(self, sql: str, agent: str | None = None) -> None:
+        self.sql = sql
+        self.agent = agent
+
+    def apply(self, conn: Connection, store: object, changes: ChangeSet) -> None:
+        if any(self.agent in (None, row.agent_id) for row in changes.executions):
+            conn.execute(text(self.sql))
+
+
+def _poisoned_request(agent: str) -> bytes:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest.FromString(encode(finished_spans(3)))
+    roots = [s for s in request.resource_spans[0].scope_spans[0].spans if not s.parent_span_id]
+    for attribute in roots[1].attributes:  # the second execution's agent
+        if attribute.key == "gen_ai.agent.id":
+            attribute.value.string_value = agent
+    return request.SerializeToString()
+
+
+def test_values_the_database_refuses_reject_that_span_only(db_url: str) -> None:
+    """An integrity violation (a CHECK constraint) is about the span's values: that span is
+    rejected in the partial success and the request's other spans are stored."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    running = start_collector(
+        make_settings(db_url), hooks=[StatementHook("INSERT INTO test_gate (v) VALUES (-1)", agent="poison-agent")]
+    )
+    try:
+        with running.engine.begin() as conn:
+            conn.execute(text("CREATE TABLE test_gate (v integer CHECK (v > 0))"))
+        response = httpx.post(
+            f"{running.http_endpoint}/v1/traces",
+            content=_poisoned_request("poison-agent"),
+            headers={"Content-Type": "application/x-protobuf"},
+        )
+        assert response.status_code == 200
+        assert ExportTraceServiceResponse.FromString(response.content).partial_success.rejected_spans == 1
+        with running.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM agent_executions")).scalar_one() == 2
+    finally:
+        running.stop()
+
+
+def test_a_database_fault_fails_the_request_retryably_and_rejects_nothing(db_url: str) -> None:
+    """A database error that is not about the data (here a missing table, as after a restore
+    without the schema or a revoked grant) must not be answered as rejected spans: the client
+    drops those. The request fails with 503 and is stored in full once the fault is gone."""
+    running = start_collector(make_settings(db_url), hooks=[StatementHook("SELECT count(*) FROM test_gate")])
+    try:
+        url = f"{running.http_endpoint}/v1/traces"
+        headers = {"Content-Type": "application/x-protobuf"}
+        body = _poisoned_request("any-agent")
+        response = httpx.post(url, content=body, headers=headers)
+        assert response.status_code == 503, response.text
+        assert int(response.headers["retry-after"]) > 0
+        assert "test_gate" not in response.text  # the database's message is not echoed
+        with running.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM agent_executions")).scalar_one() == 0
+        registry = running.collector.registry
+        refused = {"transport": "http", "reason": "storage_rejected"}
+        assert registry.get_sample_value("agent_otel_spans_refused_total", refused) == 0
+        unavailable = {"transport": "http", "signal": "traces", "reason": "storage_unavailable"}
+        assert registry.get_sample_value("agent_otel_requests_refused_total", unavailable) == 1
+        with running.engine.begin() as conn:  # the fault is repaired; the client's retry goes through
+            conn.execute(text("CREATE TABLE test_gate (v integer)"))
+        retried = httpx.post(url, content=body, headers=headers)
+        assert retried.status_code == 200 and retried.content == b""  # nothing rejected
+        with running.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM agent_executions")).scalar_one() == 3
     finally:
         running.stop()

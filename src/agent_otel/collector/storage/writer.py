@@ -15,7 +15,11 @@ Failure handling
   requests fail fast until a probe succeeds; the engine reconnects by itself.
 - Deadlock or lock timeout: the group is retried.
 - Any other error: the group is split so that one bad request, then one bad span, is rejected
-  alone (each span in its own savepoint) while its neighbours commit.
+  alone (each span in its own savepoint) while its neighbours commit. Only a refusal of the
+  span's own values (``is_data_error``) rejects it; an error that says something about the
+  database instead (a missing table, a revoked privilege, a read-only server) fails the request
+  retryably (503): rejected spans are dropped by the client, so a server-side fault must not
+  turn into rejections of every span.
 - Memory is bounded: beyond ``max_queue_spans`` pending spans, requests get ``Overloaded`` (429).
 - ``stop`` drains what was accepted before returning.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -31,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import psycopg
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -41,6 +47,9 @@ from agent_otel.collector.storage.transaction import ChangeHook, ChangeSet, writ
 log = logging.getLogger(__name__)
 
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001", "55P03"})  # deadlock, serialization, lock timeout
+# SQLSTATE classes that refuse a row's values: data exception (a number out of range, a bad
+# encoding), integrity constraint violation, program limit exceeded (a value too large to index)
+_DATA_SQLSTATE_CLASSES = frozenset({"22", "23", "54"})
 
 
 class CommitListener(Protocol):
@@ -107,6 +116,28 @@ def _is_locked(exc: DBAPIError) -> bool:
 
 def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and (_sqlstate(exc) in _RETRYABLE_SQLSTATES or _is_locked(exc))
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """Whether a span's write failed because of the span's own values, so rejecting that span is
+    right: the database refused them (see ``_DATA_SQLSTATE_CLASSES``; SQLite's integrity, data and
+    binding errors) or our code raised on them (not a database error at all). Any other database
+    error is about the database's state, and would fail every span alike. The store writes
+    through SQLAlchemy (errors wrapped in ``DBAPIError``) and through the driver's own cursors
+    (COPY: the driver's error as raised)."""
+    error = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(error, psycopg.Error):
+        return (error.sqlstate or "")[:2] in _DATA_SQLSTATE_CLASSES
+    if isinstance(error, sqlite3.Error):
+        return isinstance(error, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.InterfaceError)
+    return not isinstance(exc, DBAPIError)
+
+
+def _describe(exc: BaseException) -> str:
+    """An error for logs: its class and SQLSTATE, never its message (which can quote values)."""
+    error = exc.orig if isinstance(exc, DBAPIError) else exc
+    sqlstate = getattr(error, "sqlstate", None)
+    return f"{type(error).__name__}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
 
 
 class GroupCommitWriter:
@@ -224,7 +255,7 @@ class GroupCommitWriter:
                 self._wait_for_database()
                 return
             self.metrics.database_error("write_failed")
-            log.warning("write of %d requests failed (%s); isolating", len(group), type(exc).__name__)
+            log.warning("write of %d requests failed (%s); isolating", len(group), _describe(exc))
             self._isolate(group)
             return
         self._committed(group, changes, time.perf_counter() - started)
@@ -277,15 +308,18 @@ class GroupCommitWriter:
                     try:
                         with conn.begin_nested():
                             changes.merge(write_group(conn, [single], self.hooks))
-                    except DBAPIError as exc:
-                        if is_unavailable(exc):
-                            raise
-                        rejected["storage_rejected"] = rejected.get("storage_rejected", 0) + 1
-                    except Exception:
+                    except Exception as exc:
+                        if not is_data_error(exc):
+                            raise  # the database's state, not this span: the whole request fails
                         rejected["storage_rejected"] = rejected.get("storage_rejected", 0) + 1
         except Exception as exc:
-            self.metrics.database_error("unavailable" if is_unavailable(exc) else "write_failed")
-            self._fail(group, StorageUnavailable("database unavailable", self.retry_after))
+            if is_unavailable(exc):
+                self.metrics.database_error("unavailable")
+                self._fail(group, StorageUnavailable("database unavailable", self.retry_after))
+            else:
+                self.metrics.database_error("write_failed")
+                log.error("write failed on the database's side, not the data's: %s; answered 503", _describe(exc))
+                self._fail(group, StorageUnavailable("storage error; retry later", self.retry_after))
             return
         self._committed(group, changes, time.perf_counter() - started, WriteResult(rejected))
 
