@@ -168,7 +168,7 @@ def load_price_book(settings: Settings) -> PriceBook:
     return PriceBook(prices)
 
 
-GC_YOUNG_THRESHOLD = 10_000
+GC_YOUNG_THRESHOLD = 100_000
 # the rollup applier's pace when it has a process of its own (the parent of `serve`'s workers):
 # a round per second folds a second of deltas (about a fifth less CPU than back-to-back rounds).
 # In a single process a long round competes with ingest for the interpreter's lock and raised the
@@ -186,7 +186,13 @@ def tune_gc() -> None:
     flight: 17% of the write path's time (``gc.callbacks``), and 20 to 25% more collector CPU per
     span under load (issue 7, docs/performance.md). Reference counting frees nearly everything
     anyway; the threshold only sets how often cycles are looked for. ``gc.freeze`` moves what
-    start-up created (modules, settings, compiled patterns) out of every later collection."""
+    start-up created (modules, settings, compiled patterns) out of every later collection.
+
+    The young count is the net growth of tracked objects, so 100,000 (not 10,000) is above what
+    the records in flight at full load swing by: at 17,000 spans/s a worker went from about 250
+    young and 22 middle passes per 400,000 spans (15% of its CPU) to one or two, its CPU per span
+    fell about 8%, and a pass, when one comes, paused it 30 to 50 ms (docs/performance.md).
+    Garbage in cycles is still collected after 100,000 net allocations."""
     gc.freeze()
     young, middle, old = gc.get_threshold()
     gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), middle, old)
