@@ -185,7 +185,7 @@ def test_a_database_fault_fails_the_request_retryably_and_rejects_nothing(db_url
     try:
         url = f"{running.http_endpoint}/v1/traces"
         headers = {"Content-Type": "application/x-protobuf"}
-        body = _poisoned_request("any-agent")
+        body = encode(finished_spans(3))
         response = httpx.post(url, content=body, headers=headers)
         assert response.status_code == 503, response.text
         assert int(response.headers["retry-after"]) > 0
