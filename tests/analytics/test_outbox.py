@@ -3,14 +3,17 @@ once by whichever applier holds the lock, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from agent_otel.collector.analytics.aggregate import aggregate
 from agent_otel.collector.analytics.hook import RollupHook
@@ -286,6 +289,43 @@ def test_a_bad_delta_is_set_aside_and_the_others_apply(db_url: str, engine_for: 
     assert [(r[0], bytes(r[1])) for r in rows] == [(MAX_ATTEMPTS, b"not json")]
     day = metric_row(read_rollups_ignoring_backlog(engine), "support-bot-id", "day")
     assert day["total_executions"] == 6
+
+
+def test_a_database_fault_is_retried_not_counted_against_the_deltas(
+    db_url: str, engine_for: Callable[[str], Engine]
+) -> None:
+    """A rollup table missing (a restore in progress, a revoked grant) fails every delta alike:
+    the rounds fail and are retried, no delta's attempts grow, and once the table is back every
+    delta applies, instead of all of them being set aside after three rounds."""
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    _ingest(engine, 2)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE usage_daily RENAME TO usage_daily_away"))
+    failures: list[int] = []
+
+    class Metrics:
+        def rollup_backlog(self, rows: int, lag_seconds: float) -> None:
+            pass
+
+        def rollup_applied(self, deltas: int, seconds: float) -> None:
+            pass
+
+        def rollup_failed(self) -> None:
+            failures.append(1)
+
+    applier = RollupApplier(engine, RollupHook(), metrics=Metrics())
+    for _ in range(MAX_ATTEMPTS + 1):
+        # the rollup store writes through the driver's cursors: its errors arrive unwrapped
+        with pytest.raises((DBAPIError, psycopg.Error, sqlite3.Error)):
+            applier.run_once()
+    with engine.connect() as conn:
+        attempts = [r[0] for r in conn.execute(text("SELECT attempts FROM rollup_outbox"))]
+    assert attempts == [0, 0] and failures == []
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE usage_daily_away RENAME TO usage_daily"))
+    assert applier.run_once() == 2
+    assert metric_row(assert_rollups_match_raw(engine), "support-bot-id", "day")["total_executions"] == 6
 
 
 def read_rollups_ignoring_backlog(engine: Engine) -> Any:
