@@ -38,7 +38,7 @@ from typing import Protocol
 
 import psycopg
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from agent_otel.collector.pipeline.model import NormalizedBatch
 from agent_otel.collector.receiver.errors import Overloaded, StorageUnavailable
@@ -98,34 +98,42 @@ def _size(batch: NormalizedBatch) -> int:
     return max(1, len(batch.spans) + len(batch.logs))
 
 
+# The store writes through SQLAlchemy (errors wrapped in ``DBAPIError``) and through the
+# driver's own cursors (COPY, the rollup store: the driver's error as raised); every
+# classification below looks at the driver's error either way.
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+
+
 def is_unavailable(exc: BaseException) -> bool:
+    """The database cannot be used right now (connection lost or refused, shutting down, out of
+    resources): fail fast and probe until it answers. The drivers' OperationalError also covers
+    lock conflicts (retryable) and PostgreSQL's "program limit exceeded" (a value too large to
+    index: about the values, so the span is isolated and rejected, not retried forever)."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    if isinstance(exc, OperationalError):
-        return _sqlstate(exc) not in _RETRYABLE_SQLSTATES and not _is_locked(exc)
-    return False
-
-
-def _sqlstate(exc: DBAPIError) -> str | None:
-    return getattr(exc.orig, "sqlstate", None)
-
-
-def _is_locked(exc: DBAPIError) -> bool:
-    return "database is locked" in str(exc.orig)
+    error = _driver_error(exc)
+    operational = isinstance(error, psycopg.OperationalError | sqlite3.OperationalError)
+    return operational and not is_retryable(exc) and not is_data_error(exc)
 
 
 def is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, DBAPIError) and (_sqlstate(exc) in _RETRYABLE_SQLSTATES or _is_locked(exc))
+    """A deadlock, a serialization failure or a lock wait that timed out: the same work again
+    can succeed at once."""
+    error = _driver_error(exc)
+    if isinstance(error, psycopg.Error):
+        return error.sqlstate in _RETRYABLE_SQLSTATES
+    return isinstance(error, sqlite3.OperationalError) and "database is locked" in str(error)
 
 
 def is_data_error(exc: BaseException) -> bool:
     """Whether a span's write failed because of the span's own values, so rejecting that span is
     right: the database refused them (see ``_DATA_SQLSTATE_CLASSES``; SQLite's integrity, data and
     binding errors) or our code raised on them (not a database error at all). Any other database
-    error is about the database's state, and would fail every span alike. The store writes
-    through SQLAlchemy (errors wrapped in ``DBAPIError``) and through the driver's own cursors
-    (COPY: the driver's error as raised)."""
-    error = exc.orig if isinstance(exc, DBAPIError) else exc
+    error is about the database's state, and would fail every span alike."""
+    error = _driver_error(exc)
     if isinstance(error, psycopg.Error):
         return (error.sqlstate or "")[:2] in _DATA_SQLSTATE_CLASSES
     if isinstance(error, sqlite3.Error):
@@ -135,7 +143,7 @@ def is_data_error(exc: BaseException) -> bool:
 
 def _describe(exc: BaseException) -> str:
     """An error for logs: its class and SQLSTATE, never its message (which can quote values)."""
-    error = exc.orig if isinstance(exc, DBAPIError) else exc
+    error = _driver_error(exc)
     sqlstate = getattr(error, "sqlstate", None)
     return f"{type(error).__name__}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
 
