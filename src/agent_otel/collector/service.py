@@ -74,13 +74,7 @@ def ensure_free(address: ListenAddress) -> None:
     all, tries it. Connections in TIME_WAIT (a collector just stopped) do not count."""
     if address.port == 0:
         return
-    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((address.host, address.port))
-        except OSError as exc:
-            raise cannot_listen(address, exc) from None
+    bind(address, listen=False).close()  # SO_REUSEADDR, no SO_REUSEPORT: a listener refuses it
 
 
 def bind(address: ListenAddress, reuse_port: bool = False, listen: bool = True) -> socket.socket:

@@ -92,25 +92,28 @@ class PoisonHook:
             raise ValueError("refused by the test hook")
 
 
+def _poisoned_request(agent: str) -> bytes:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest.FromString(encode(finished_spans(3)))
+    roots = [s for s in request.resource_spans[0].scope_spans[0].spans if not s.parent_span_id]
+    for attribute in roots[1].attributes:  # the second execution's agent
+        if attribute.key == "gen_ai.agent.id":
+            attribute.value.string_value = agent
+    return request.SerializeToString()
+
+
 def test_a_span_the_database_refuses_is_rejected_alone(db_url: str) -> None:
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-        ExportTraceServiceResponse,
-    )
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
     running = start_collector(make_settings(db_url), hooks=[PoisonHook()])
     try:
-        request = ExportTraceServiceRequest.FromString(encode(finished_spans(3)))
-        spans = request.resource_spans[0].scope_spans[0].spans
-        roots = [s for s in spans if not s.parent_span_id]
-        for attribute in roots[1].attributes:  # the second execution's agent is the poisoned one
-            if attribute.key == "gen_ai.agent.id":
-                attribute.value.string_value = "poison-agent"
+        poisoned_body = _poisoned_request("poison-agent")
         neighbours = [encode(finished_spans(1)) for _ in range(4)]
         url = f"{running.http_endpoint}/v1/traces"
         headers = {"Content-Type": "application/x-protobuf"}
         with ThreadPoolExecutor(5) as pool, write_lock(db_url):  # one group: the lock holds them together
-            poisoned = pool.submit(httpx.post, url, content=request.SerializeToString(), headers=headers, timeout=60)
+            poisoned = pool.submit(httpx.post, url, content=poisoned_body, headers=headers, timeout=60)
             others = [pool.submit(httpx.post, url, content=b, headers=headers, timeout=60) for b in neighbours]
             threading.Event().wait(0.5)
         assert [f.result().status_code for f in others] == [200] * 4
@@ -140,17 +143,6 @@ class StatementHook:
     def apply(self, conn: Connection, store: object, changes: ChangeSet) -> None:
         if any(self.agent in (None, row.agent_id) for row in changes.executions):
             conn.execute(text(self.sql))
-
-
-def _poisoned_request(agent: str) -> bytes:
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    request = ExportTraceServiceRequest.FromString(encode(finished_spans(3)))
-    roots = [s for s in request.resource_spans[0].scope_spans[0].spans if not s.parent_span_id]
-    for attribute in roots[1].attributes:  # the second execution's agent
-        if attribute.key == "gen_ai.agent.id":
-            attribute.value.string_value = agent
-    return request.SerializeToString()
 
 
 def test_values_the_database_refuses_reject_that_span_only(db_url: str) -> None:

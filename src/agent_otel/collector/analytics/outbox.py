@@ -51,7 +51,7 @@ from agent_otel.collector.analytics.hook import RollupHook, needs_rollup
 from agent_otel.collector.pipeline.assemble import Totals
 from agent_otel.collector.storage.store import Store, parse_sqlite_ts, store_for
 from agent_otel.collector.storage.transaction import ChangeSet, ExecutionDelta
-from agent_otel.collector.storage.writer import is_data_error, is_retryable, is_unavailable
+from agent_otel.collector.storage.writer import is_data_error
 
 log = logging.getLogger(__name__)
 
@@ -368,11 +368,12 @@ class RollupApplier:
 
 def _transient(exc: BaseException) -> bool:
     """Errors that say nothing about the deltas: retry the round later, leaving their attempts as
-    they are. The database down, lock conflicts, and any database error that is not about the
-    values (a rollup table missing during a restore, a revoked grant, a read-only server), which
-    every delta would hit alike: counting those against the deltas set every one of them aside
-    after three rounds, and the rollups then waited for ``rollups rebuild``."""
-    return is_unavailable(exc) or is_retryable(exc) or not is_data_error(exc)
+    they are. That is every error but one about the values (``is_data_error``): the database down
+    or locked (``is_unavailable``, ``is_retryable``, both never about the values), and any other
+    database error (a rollup table missing during a restore, a revoked grant, a read-only
+    server), which every delta would hit alike: counting those against the deltas set every one
+    of them aside after three rounds, and the rollups then waited for ``rollups rebuild``."""
+    return not is_data_error(exc)
 
 
 __all__ = [
