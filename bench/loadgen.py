@@ -263,7 +263,13 @@ async def _grpc_sender(
 ) -> None:
     import grpc
 
-    async with grpc.aio.insecure_channel(endpoint, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+    # Each sender stands for one agent process, so each gets its own TCP connection: by default gRPC
+    # shares one subchannel (one connection) between channels with the same target and options,
+    # which sent all 32 senders' requests down one connection, to one worker of `serve --workers N`
+    # (SO_REUSEPORT balances connections, not requests): --workers 2 over gRPC gained nothing.
+    async with grpc.aio.insecure_channel(
+        endpoint, options=[("grpc.max_send_message_length", 64 << 20), ("grpc.use_local_subchannel_pool", 1)]
+    ) as channel:
         export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
         await ready.wait()
         while (item := await queue.get()) is not None:
