@@ -253,21 +253,29 @@ def classify_status(is_error: bool, error_type: str | None, http_status: int | N
 
 def _category(found: dict[str, Any], name: str) -> Category:
     """Operation name (GenAI, then Traceloop's legacy request type), OpenInference span kind,
-    Traceloop span kind, then the span name's shape."""
-    operation = _as_str(found.get("operation"))
-    if operation and operation in cv.OPERATION_CATEGORY and cv.LEGACY_REQUEST_TYPE not in found:
-        return cv.OPERATION_CATEGORY[operation]
-    oi_kind = _as_str(found.get(cv.OPENINFERENCE_KIND))
-    if oi_kind and oi_kind.upper() in cv.OPENINFERENCE_CATEGORY:
-        return cv.OPENINFERENCE_CATEGORY[oi_kind.upper()]
-    tl_kind = _as_str(found.get(cv.TRACELOOP_KIND))
-    if tl_kind and tl_kind in cv.TRACELOOP_CATEGORY:
-        return cv.TRACELOOP_CATEGORY[tl_kind]
-    if operation and operation in cv.OPERATION_CATEGORY:
-        return cv.OPERATION_CATEGORY[operation]
-    request_type = _as_str(found.get(cv.LEGACY_REQUEST_TYPE))
-    if request_type and request_type in cv.OPERATION_CATEGORY:
-        return cv.OPERATION_CATEGORY[request_type]
+    Traceloop span kind, then the span name's shape.
+
+    Runs for every span: each concept is read with one ``dict.get``, and ``_as_str`` is called
+    only for a value that is not already text (found values are never empty strings)."""
+    if (operation := found.get("operation")) is not None and operation.__class__ is not str:
+        operation = _as_str(operation)
+    by_operation = cv.OPERATION_CATEGORY.get(operation) if operation else None
+    if by_operation is not None and cv.LEGACY_REQUEST_TYPE not in found:
+        return by_operation
+    if (oi_kind := found.get(cv.OPENINFERENCE_KIND)) is not None and oi_kind.__class__ is not str:
+        oi_kind = _as_str(oi_kind)
+    if oi_kind and (category := cv.OPENINFERENCE_CATEGORY.get(oi_kind.upper())) is not None:
+        return category
+    if (tl_kind := found.get(cv.TRACELOOP_KIND)) is not None and tl_kind.__class__ is not str:
+        tl_kind = _as_str(tl_kind)
+    if tl_kind and (category := cv.TRACELOOP_CATEGORY.get(tl_kind)) is not None:
+        return category
+    if by_operation is not None:
+        return by_operation
+    if (request_type := found.get(cv.LEGACY_REQUEST_TYPE)) is not None and request_type.__class__ is not str:
+        request_type = _as_str(request_type)
+    if request_type and (category := cv.OPERATION_CATEGORY.get(request_type)) is not None:
+        return category
     if name.startswith("invoke_agent") or name.endswith(".agent"):
         return Category.AGENT
     if name.startswith("execute_tool") or name.endswith(".tool"):
@@ -556,65 +564,85 @@ class Normalizer:
             record.workflow_name = name
         self._llm(record, found, counts)
         self._ours(record, found, content, counts)
-        exception = self._events(record, events, limits, counts)
+        exception = self._events(record, events, limits, counts) if events else None
         self._status(record, status, found, exception, counts)
         return record
+
+    # _identity, _llm and _status run for every span. Each concept is read with one ``dict.get``;
+    # ``_as_str`` runs only for a value that is not text already (found values are never empty
+    # strings): most concepts are absent from most spans, and a call per lookup was a third of
+    # the normalizer's time (issue 7).
 
     def _identity(self, record: SpanRecord, found: dict[str, Any], raw_name: str, counts: RedactionCounts) -> None:
         sanitizer = self.sanitizer
         category = record.category
-        agent_name = _as_str(found.get("agent name"))
+        get = found.get
+        if (agent_name := get("agent name")) is not None and agent_name.__class__ is not str:
+            agent_name = _as_str(agent_name)
         if category is Category.AGENT and agent_name is None:
-            entity = _as_str(found.get(cv.TRACELOOP_ENTITY))
+            entity = _as_str(get(cv.TRACELOOP_ENTITY))
             agent_name = entity or _strip_affixes(raw_name, "invoke_agent", ".agent")
             if agent_name in ("invoke_agent", ""):
                 agent_name = record.service_name
         if agent_name:
             record.agent_name = sanitizer.ident(agent_name, counts)
-        agent_id = _as_str(found.get("agent id"))
+        if (agent_id := get("agent id")) is not None and agent_id.__class__ is not str:
+            agent_id = _as_str(agent_id)
         if agent_id:
             record.agent_id = sanitizer.ident(agent_id, counts)
         elif record.agent_name:
             record.agent_id = record.agent_name
         if category is Category.AGENT:
-            description = _as_str(found.get("gen_ai.agent.description"))
-            version = _as_str(found.get("gen_ai.agent.version"))
+            description = _as_str(get("gen_ai.agent.description"))
+            version = _as_str(get("gen_ai.agent.version"))
             record.agent_description = sanitizer.text(description, counts) if description else None
             record.agent_version = sanitizer.ident(version, counts) if version else None
-        if category is Category.TOOL:
-            tool = _as_str(found.get("tool name")) or _as_str(found.get(cv.TRACELOOP_ENTITY))
+        elif category is Category.TOOL:
+            tool = _as_str(get("tool name")) or _as_str(get(cv.TRACELOOP_ENTITY))
             tool = tool or _strip_affixes(raw_name, "execute_tool", ".tool")
             record.tool_name = sanitizer.ident(tool, counts)
-        user = _as_str(found.get("user id"))
+        if (user := get("user id")) is not None and user.__class__ is not str:
+            user = _as_str(user)
         if user:
             record.user_id = sanitizer.user(user, counts)
-        session = _as_str(found.get("session id"))
+        if (session := get("session id")) is not None and session.__class__ is not str:
+            session = _as_str(session)
         if session:
             record.session_id = sanitizer.user(session, counts)
-        workflow = _as_str(found.get("workflow"))
+        if (workflow := get("workflow")) is not None and workflow.__class__ is not str:
+            workflow = _as_str(workflow)
         if workflow:
             record.workflow_name = sanitizer.ident(workflow, counts)
 
     def _llm(self, record: SpanRecord, found: dict[str, Any], counts: RedactionCounts) -> None:
         sanitizer = self.sanitizer
-        operation = _as_str(found.get("operation")) or _as_str(found.get(cv.LEGACY_REQUEST_TYPE))
+        get = found.get
+        if (operation := get("operation")) is not None and operation.__class__ is not str:
+            operation = _as_str(operation)
+        if not operation:
+            operation = _as_str(get(cv.LEGACY_REQUEST_TYPE))
         if operation:
             record.operation = sanitizer.ident(operation, counts)
-        model = _as_str(found.get("model"))
+        if (model := get("model")) is not None and model.__class__ is not str:
+            model = _as_str(model)
         if model:
             record.model = sanitizer.ident(model, counts)
-        provider = _as_str(found.get("provider"))
+        if (provider := get("provider")) is not None and provider.__class__ is not str:
+            provider = _as_str(provider)
         if provider:
             record.provider = sanitizer.ident(provider, counts).lower()  # scrub first: rules are case-sensitive
-        record.input_tokens = _as_int(found.get("input tokens")) or 0
-        record.output_tokens = _as_int(found.get("output tokens")) or 0
-        streaming = found.get("streaming")
+        if (tokens := get("input tokens")) is not None:
+            record.input_tokens = _as_int(tokens) or 0
+        if (tokens := get("output tokens")) is not None:
+            record.output_tokens = _as_int(tokens) or 0
+        streaming = get("streaming")
         if streaming is not None:
             record.streaming = _as_bool(streaming)
-        finish = _as_str(found.get("finish reason"))
+        if (finish := get("finish reason")) is not None and finish.__class__ is not str:
+            finish = _as_str(finish)
         if finish:
             record.finish_reason = sanitizer.ident(finish, counts)[:64]
-        parameters = found.get(cv.INVOCATION_PARAMETERS)
+        parameters = get(cv.INVOCATION_PARAMETERS)
         if parameters is not None and (record.model is None or record.streaming is None):
             self._invocation_parameters(record, parameters, counts)
 
@@ -776,29 +804,27 @@ class Normalizer:
         counts: RedactionCounts,
     ) -> None:
         code, message = status
-        raw_type = _as_str(found.get("error type"))
-        is_error = code == STATUS_CODE_ERROR or raw_type is not None
-        if is_error:
-            provider_status = _provider_error_status(message, exception)
-            if record.http_status is None:
-                record.http_status = provider_status
-            if raw_type:
-                record.error_type = normalize_error_type(self.sanitizer.ident(raw_type, counts))
-            elif exception is not None and exception.context:
-                record.error_type = exception.context["exception_type"]
-            elif provider_status is not None:
-                record.error_type = _OPENAI_STATUS_ERRORS.get(provider_status, "InternalServerError")
-            else:
-                record.error_type = "error"
-            if message:
-                record.error_message = self.sanitizer.text(message, counts)
-            elif exception is not None:
-                record.error_message = exception.message
+        if (raw_type := found.get("error type")) is not None and raw_type.__class__ is not str:
+            raw_type = _as_str(raw_type)
+        if code != STATUS_CODE_ERROR and raw_type is None:
+            return  # not an error: the status stays as set (success, or the plugin's own)
+        provider_status = _provider_error_status(message, exception)
+        if record.http_status is None:
+            record.http_status = provider_status
+        if raw_type:
+            record.error_type = normalize_error_type(self.sanitizer.ident(raw_type, counts))
+        elif exception is not None and exception.context:
+            record.error_type = exception.context["exception_type"]
+        elif provider_status is not None:
+            record.error_type = _OPENAI_STATUS_ERRORS.get(provider_status, "InternalServerError")
+        else:
+            record.error_type = "error"
+        if message:
+            record.error_message = self.sanitizer.text(message, counts)
+        elif exception is not None:
+            record.error_message = exception.message
         record.status = classify_status(
-            is_error,
-            record.error_type,
-            record.http_status,
-            record.status if record.status != "success" else None,
+            True, record.error_type, record.http_status, record.status if record.status != "success" else None
         )
 
     # -- logs --------------------------------------------------------------------------------

@@ -14,6 +14,13 @@ from agent_otel.sanitize import ContentKeys, RedactionCounts, Scrubber, anonymiz
 from agent_otel.settings import SanitizerSettings
 
 IDENT_MAX = 256
+# Names and ids repeat across spans (agents, tools, models, users, sessions): ``ident`` and
+# ``user`` remember their result per value, the redactions counted with it, so a repeated value
+# costs one dict lookup (issue 7). Bounded like the scrubber's own memo: cleared when full, and
+# values longer than this are not remembered. Raw values stay in this process's memory only.
+_MEMO_SIZE = 50_000
+_MEMO_MAX_LENGTH = 512
+_Memo = dict[str, tuple[str, tuple[str, ...]]]
 # The id the plugin derives for an execution: trace id and span id in hex. Hex holds no secret,
 # but its digit runs can pass for a card number (a Luhn-valid run after a letter), and a mangled
 # id would detach the feedback that names it from its execution.
@@ -48,6 +55,8 @@ class SpanSanitizer:
         self.content_keys = ContentKeys(settings.extra_content_keys, settings.extra_content_key_prefixes)
         key = settings.user_id_hmac_key
         self._user_key = key.get_secret_value().encode() if key else None
+        self._idents: _Memo = {}
+        self._users: _Memo = {}
 
     def text(self, value: str, counts: RedactionCounts) -> str:
         """Free text (error messages, log bodies): scrubbed and cut to the configured length."""
@@ -55,7 +64,14 @@ class SpanSanitizer:
 
     def ident(self, value: str, counts: RedactionCounts) -> str:
         """Names and ids (agent, tool, model, session): scrubbed and cut to 256 characters."""
-        return self.scrubber.scrub(storable(value[:IDENT_MAX]), counts)
+        hit = self._idents.get(value)
+        if hit is None:
+            fired = RedactionCounts()
+            hit = (self.scrubber.scrub(storable(value[:IDENT_MAX]), fired), tuple(fired.elements()))
+            _remember(self._idents, value, hit)
+        for name in hit[1]:
+            counts[name] += 1
+        return hit[0]
 
     def execution_id(self, value: str, counts: RedactionCounts) -> str:
         """An execution id: the plugin's derived form (``<trace id>-<span id>`` in hex) is kept as
@@ -67,16 +83,24 @@ class SpanSanitizer:
     def user(self, value: str, counts: RedactionCounts) -> str:
         """A user id: pseudonymised with the configured key; otherwise stored as sent unless it
         holds personal data (an e-mail, a phone number...), which becomes a one-way hash."""
+        hit = self._users.get(value)
+        if hit is None:
+            hit = self._user(value)
+            _remember(self._users, value, hit)
+        for name in hit[1]:
+            counts[name] += 1
+        return hit[0]
+
+    def _user(self, value: str) -> tuple[str, tuple[str, ...]]:
+        """``user``'s result and the redactions it counts."""
         if self._user_key is not None:
-            counts["user_id_pseudonymised"] += 1
-            return pseudonymize(value, self._user_key)
+            return pseudonymize(value, self._user_key), ("user_id_pseudonymised",)
         value = storable(value)
         fired: RedactionCounts = RedactionCounts()
         cleaned = self.scrubber.scrub(value[:IDENT_MAX], fired)
         if not fired:
-            return cleaned
-        counts.update(fired)
-        return "pii_" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+            return cleaned, ()
+        return "pii_" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32], tuple(fired.elements())
 
     def ip(self, value: str, counts: RedactionCounts) -> str | None:
         """An anonymised client address; one anonymised already (by the plugin) is kept as is."""
@@ -85,3 +109,10 @@ class SpanSanitizer:
             counts["ip_address"] += 1
             return anonymized
         return value if _ANONYMIZED_IP.match(value) else None
+
+
+def _remember(memo: _Memo, value: str, result: tuple[str, tuple[str, ...]]) -> None:
+    if len(value) <= _MEMO_MAX_LENGTH:
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        memo[value] = result
