@@ -10,6 +10,7 @@ a savepoint, and on a conflict the stored keys are looked up first and only new 
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -377,21 +378,23 @@ class PostgresStore(Store):
         with self._cursor() as cur:
             if orphan_traces:
                 tenants, traces = _unzip2(orphan_traces)
-                params = {**window_params, "tenants": tenants, "traces": traces}
+                params = {**window_params, "tenants": text_array(tenants), "traces": text_array(traces)}
                 cur.execute(_ORPHAN_STEPS, params)
                 state.steps.update(map(_stored_step, cur.fetchall()))
                 cur.execute(_ORPHAN_LOGS, params)
                 state.orphan_logs = [tuple(r) for r in cur.fetchall()]
             if external:
                 tenants, traces, spans = _unzip3(external)
-                cur.execute(_STEPS_BY_KEY, {**window_params, "tenants": tenants, "traces": traces, "spans": spans})
+                keys = {"tenants": text_array(tenants), "traces": text_array(traces), "spans": text_array(spans)}
+                cur.execute(_STEPS_BY_KEY, {**window_params, **keys})
                 state.steps.update(map(_stored_step, cur.fetchall()))
             if exec_traces:
                 tenants, traces = _unzip2(exec_traces)
                 days = existing_partitions(self.conn)["agent_executions"]
                 first, last = window_params["low"].date(), window_params["high"].date()
                 names = [partition_name("agent_executions", day) for day in sorted(days) if first <= day <= last]
-                cur.execute(_executions_by_trace(names), {**window_params, "tenants": tenants, "traces": traces})
+                keys = {"tenants": text_array(tenants), "traces": text_array(traces)}
+                cur.execute(_executions_by_trace(names), {**window_params, **keys})
                 for tenant, trace, execution, agent, span, started in cur.fetchall():
                     state.executions.setdefault((tenant, trace), []).append(
                         StoredExecution(execution, agent, span, started)
@@ -500,6 +503,23 @@ def _unzip2(pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
 def _unzip3(triples: Iterable[tuple[str, str, str]]) -> tuple[list[str], list[str], list[str]]:
     ordered = sorted(triples)
     return [t[0] for t in ordered], [t[1] for t in ordered], [t[2] for t in ordered]
+
+
+# Elements a text[] literal holds without quotes or escapes; NULL (any case) unquoted means NULL.
+_PLAIN_ELEMENTS: Final = re.compile(r"[0-9A-Za-z_.:-]+(?:,[0-9A-Za-z_.:-]+)*")
+_NULL_ELEMENT: Final = re.compile(r"(?:^|,)null(?:,|$)", re.IGNORECASE)
+
+
+def text_array(values: list[str]) -> str | list[str]:
+    """``values`` for a ``%s::text[]`` parameter: a literal made in one ``join`` when every element
+    is a plain word (hex trace and span ids, tenant names), else the list itself. psycopg dumps a
+    list element by element in Python, and the lookups of every write group pass thousands of ids
+    (issue 7)."""
+    joined = ",".join(values)
+    plain = values and _PLAIN_ELEMENTS.fullmatch(joined) and joined.count(",") == len(values) - 1  # no comma inside
+    if plain and not _NULL_ELEMENT.search(joined):
+        return "{" + joined + "}"
+    return values
 
 
 def _adoption_key(a: Adoption) -> tuple[str, str, str]:

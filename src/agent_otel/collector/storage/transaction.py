@@ -162,7 +162,11 @@ def write_group(
     gained: dict[tuple[str, str], list[StepFacts]] = {}
     for row in new_steps:
         if row.execution_id is not None:
-            gained.setdefault((row.tenant_id, row.execution_id), []).append(_facts(row))
+            key = (row.tenant_id, row.execution_id)
+            facts = gained.get(key)
+            if facts is None:
+                facts = gained[key] = []
+            facts.append(_facts(row))
     for adoption in asm.adoptions:
         step = stored.steps[(adoption.tenant_id, adoption.trace_id, adoption.span_id)]
         gained.setdefault((adoption.tenant_id, adoption.execution_id), []).append(
