@@ -48,7 +48,7 @@ class ListenAddress(BaseModel):
             host, sep, port = text.rpartition(":")
             if not sep:
                 raise SettingsError(f"listen address {value!r} must be HOST:PORT")
-        if not host or not port.isdigit():
+        if not host or not (port.isascii() and port.isdigit()):  # "²" is a digit int() refuses
             raise SettingsError(f"listen address {value!r} must be HOST:PORT")
         return cls(host=host, port=int(port))
 

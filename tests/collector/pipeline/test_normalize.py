@@ -126,3 +126,15 @@ def test_execution_ids_in_the_derived_form_are_kept_others_are_scrubbed(sent: st
     span.attributes.append(kv("agent_otel.execution.id", sent))
     record = NORMALIZER.traces(request(span), "default", LIMITS, RedactionCounts()).spans[0]
     assert record.execution_id == stored
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_numbers_sent_as_text_with_non_ascii_digits_are_ignored(compiled: bool) -> None:
+    # "²" is a digit to str.isdigit() but not to int(): it used to fail the whole request
+    span = agent_span()
+    span.attributes.extend([kv("agent_otel.input.size", "²"), kv("gen_ai.usage.input_tokens", "١٢")])
+    message = request(span)
+    normalizer = Normalizer(SpanSanitizer(SanitizerSettings()), compiled=compiled)
+    batch = normalizer.traces(message, "default", LIMITS, RedactionCounts(), message.SerializeToString())
+    assert batch.spans[0].input_size is None
+    assert batch.spans[0].input_tokens == 0

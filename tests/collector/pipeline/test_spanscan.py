@@ -2,7 +2,9 @@
 
 The object walk (``Normalizer(compiled=False)``) is the reference: for every request protobuf
 accepts, both must give the same batch (records, rejections) and the same redaction counts, or the
-scanner must decline (return None) so the normalizer falls back to the object walk.
+scanner must decline (return None) so the normalizer falls back to the object walk. The scanner
+also builds the records of plain spans itself ("records" in the C file); the comparisons cover
+those, and the last tests check that it does build them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from agent_otel.collector.pipeline import normalize
-from agent_otel.collector.pipeline.model import NormalizedBatch
+from agent_otel.collector.pipeline.model import NormalizedBatch, SpanRecord
 from agent_otel.collector.pipeline.normalize import Limits, Normalizer
 from agent_otel.collector.pipeline.sanitize import SpanSanitizer
 from agent_otel.collector.receiver.decode import decode_traces
@@ -191,3 +193,153 @@ def test_irregular_wire_encodings_are_left_to_protobuf() -> None:
     assert result is not None
     assert result[1].spans[0].name == "second"
     assert result[1].spans[0].model == "first"
+
+
+# -- records built in C (``_spanscan.c``, "records") ----------------------------------------------
+
+
+def built_in_c(body: bytes, limits: Limits = LIMITS) -> tuple[int, int]:
+    """(records the scanner built itself, spans it handed back to ``_record``)."""
+    items = COMPILED._scan(
+        body,
+        COMPILED._key_kinds,
+        COMPILED._classify,
+        text_type,
+        COMPILED._recipe,
+        COMPILED,
+        "default",
+        limits.now_ns,
+        limits.max_future_ns,
+        limits.max_age_ns,
+        RedactionCounts(),
+    )
+    assert items is not None
+    records = sum(1 for item in items if isinstance(item, SpanRecord))
+    tuples = sum(1 for item in items if isinstance(item, tuple) and len(item) > 2)
+    return records, tuples
+
+
+def test_plain_spans_are_built_in_c() -> None:
+    # the comparisons above test the C records only if the scanner builds them: load-generator
+    # traffic is plain (no events), and so are most spans real instrumentation sends
+    limits = Limits(time.time_ns(), 86_400 * 10**9, 86_400 * 10**9, 32)
+    records = tuples = 0
+    for body, _ in build_bodies(3_000, 256, 7):
+        built, left = built_in_c(body, limits)
+        records, tuples = records + built, tuples + left
+    assert records >= 3_000 and tuples == 0
+    now = Limits(time.time_ns(), 10 * 365 * 86_400 * 10**9, 10 * 365 * 86_400 * 10**9, 32)
+    records = tuples = 0
+    for path in sorted(TESTDATA.glob("otlp/*/*/*-traces.binpb")):
+        built, left = built_in_c(path.read_bytes(), now)
+        records, tuples = records + built, tuples + left
+    assert records > 2 * tuples > 0  # spans with events are still built in Python
+
+
+PLAIN_TEXTS = st.one_of(
+    st.sampled_from(
+        [
+            "chat",
+            "invoke_agent",
+            "execute_tool",
+            "embeddings",
+            "AGENT",
+            "llm",
+            "tool",
+            "workflow",
+            "agent",
+            "openai",
+            "OpenAI",
+            "gpt-4.1",
+            "sk-proj-" + "a" * 30,
+            "bob@example.com",
+            "10.1.2.3",
+            "4111 1111 1111 1111",
+            "Bearer abc.def.ghi",
+            "invoke_agent ",
+            "x.agent",
+            "x.tool",
+            "<class 'openai.RateLimitError'>",
+            "RateLimitError",
+            "timeout",
+            "text/plain",
+            "application/json",
+            '{"model": "gpt-4o", "stream": true}',
+            "[1, 2]",
+            "not json",
+            "success",
+            "failed",
+            "12",
+            "1e3",
+        ]
+    ),
+    st.text(max_size=20),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=80),
+)
+PLAIN_VALUES = st.one_of(
+    PLAIN_TEXTS.map(lambda s: AnyValue(string_value=s)),
+    st.integers(min_value=-5, max_value=2**41).map(lambda i: AnyValue(int_value=i)),
+    st.sampled_from([-(2**63), 2**63 - 1, 2**40, 2**40 + 1]).map(lambda i: AnyValue(int_value=i)),
+    st.booleans().map(lambda b: AnyValue(bool_value=b)),
+    st.floats(allow_nan=True, allow_infinity=True).map(lambda f: AnyValue(double_value=f)),
+)
+PLAIN_KEYS = [*sorted(normalize.cv.READ_KEYS), "gen_ai.input.messages", "gen_ai.output.messages", "other.key"]
+SPAN_NAMES = st.sampled_from(
+    ["", "chat gpt-4.1", "invoke_agent triage", "invoke_agent", "execute_tool search", "x.tool"]
+)
+
+
+@st.composite
+def plain_requests(draw: st.DrawFn) -> ExportTraceServiceRequest:
+    """Valid spans without events whose attributes are the keys the normalizer reads, with
+    values mostly of the kinds the C records take (and some they leave to Python)."""
+    resource_spans = []
+    for _ in range(draw(st.integers(1, 2))):
+        service = draw(st.one_of(st.none(), PLAIN_TEXTS))
+        resource = Resource(
+            attributes=[KeyValue(key="service.name", value=AnyValue(string_value=service))] if service else []
+        )
+        spans = []
+        for index in range(draw(st.integers(1, 4))):
+            attributes = draw(
+                st.lists(st.builds(KeyValue, key=st.sampled_from(PLAIN_KEYS), value=PLAIN_VALUES), max_size=10)
+            )
+            spans.append(
+                Span(
+                    trace_id=b"\x01" * 15 + bytes([index + 1]),
+                    span_id=bytes([index + 1]) * 8,
+                    parent_span_id=draw(st.sampled_from([b"", b"\x09" * 8])),
+                    name=draw(SPAN_NAMES),
+                    start_time_unix_nano=NOW_NS - 10**9,
+                    end_time_unix_nano=NOW_NS - draw(st.integers(0, 10**9)),
+                    attributes=attributes,
+                    status=Status(code=draw(st.sampled_from([0, 1, 2])), message=draw(PLAIN_TEXTS)),
+                )
+            )
+        resource_spans.append(ResourceSpans(resource=resource, scope_spans=[ScopeSpans(spans=spans)]))
+    return ExportTraceServiceRequest(resource_spans=resource_spans)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plain_requests())
+def test_plain_requests_give_the_same_records(request: ExportTraceServiceRequest) -> None:
+    both(request.SerializeToString())
+
+
+def test_plain_requests_are_mostly_built_in_c() -> None:
+    # the property above compares records built in C, not only the fallback
+    records = tuples = 0
+    for seed in range(60):
+        body = _seeded_plain(seed)
+        assert both(body) is not None
+        built, left = built_in_c(body)
+        records, tuples = records + built, tuples + left
+    assert records > tuples
+
+
+def _seeded_plain(seed: int) -> bytes:
+    rng = random.Random(seed)
+    texts = ["chat", "invoke_agent", "execute_tool", "gpt-4.1", "openai", "bob@example.com", "sk-proj-" + "a" * 30]
+    attributes = [_kv(rng.choice(PLAIN_KEYS[:-3]), string_value=rng.choice(texts)) for _ in range(rng.randrange(1, 8))]
+    code = rng.choice([0, 0, 2])
+    return _request(*attributes, status=Status(code=code, message="boom")).SerializeToString()

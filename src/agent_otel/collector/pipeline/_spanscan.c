@@ -24,9 +24,14 @@
  *   encoding when it has events (the caller parses those spans to read them), else None.
  * - ``kinds`` is the normalizer's key memo (key -> (concept, rank) | "input" | "output" |
  *   "other" | None); ``classify(key)`` is called for a key not in it (and fills it).
+ * - ``scan(body, kinds, classify, text_type, recipe, normalizer, tenant_id, now_ns,
+ *   max_future_ns, max_age_ns, counts)``: the same walk, and a plain span becomes its
+ *   ``SpanRecord`` here instead of a tuple (see "records" below); before the first span of each
+ *   resource a pair ``(service, sanitized service)`` is placed in the list.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -309,8 +314,38 @@ static Py_ssize_t varint_size(uint64_t v) {
 }
 
 /* ``_measure``: (size, type) of a content value; the type only when ``want_type``. */
+/* Python's str.isspace() for one ASCII character. */
+static int ascii_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f); }
+
+/* ``sanitize.content.text_type`` on UTF-8 bytes, without decoding them, when every character it
+ * looks at is ASCII (then a character is a byte); NULL when one is not (the caller asks Python).
+ * It looks at the first non-blank character within the first 64 (anywhere when those are all
+ * blank), the last within the last 64 likewise, and a "data:" prefix within the first 64. */
+static const char *ascii_text_type(const uint8_t *p, Py_ssize_t n) {
+    Py_ssize_t i = 0, head_end = n < 64 ? n : 64;
+    while (i < n && p[i] < 0x80 && ascii_space(p[i]))
+        i++;
+    if (i < n && p[i] >= 0x80)
+        return NULL;
+    if (i == n)
+        return "empty"; /* blank or empty */
+    Py_ssize_t j = n - 1; /* value[-64:].rstrip() or value.rstrip(): the last non-blank character */
+    while (j > i && p[j] < 0x80 && ascii_space(p[j]))
+        j--;
+    if (p[j] >= 0x80)
+        return NULL;
+    uint8_t first = p[i], last = p[j];
+    if ((first == '{' && last == '}') || (first == '[' && last == ']'))
+        return "json";
+    /* head = value[:64].lstrip(), or value.lstrip() when the first 64 are blank */
+    Py_ssize_t limit = i < head_end ? head_end : n;
+    if (limit - i >= 5 && memcmp(p + i, "data:", 5) == 0)
+        return "file";
+    return "text";
+}
+
 static int measure(const uint8_t *data, Py_ssize_t size, PyObject *text_type, int want_type, long long *out_size,
-                   PyObject **out_type) {
+                   PyObject **out_type, int ascii_fast) {
     AnyValue v;
     const char *type = NULL;
     if (parse_any(data, size, &v) != OK)
@@ -319,6 +354,8 @@ static int measure(const uint8_t *data, Py_ssize_t size, PyObject *text_type, in
     switch (v.kind) {
     case 1:
         *out_size = v.size;
+        if (want_type && ascii_fast && (type = ascii_text_type(v.data, v.size)) != NULL)
+            break;
         if (want_type) {
             PyObject *text = utf8(v.data, v.size);
             if (!text)
@@ -378,10 +415,10 @@ static int measure(const uint8_t *data, Py_ssize_t size, PyObject *text_type, in
     return OK;
 }
 
-static int add_content(Side *side, const uint8_t *data, Py_ssize_t size, PyObject *text_type) {
+static int add_content(Side *side, const uint8_t *data, Py_ssize_t size, PyObject *text_type, int ascii_fast) {
     long long measured;
     PyObject *type;
-    int status = measure(data, size, text_type, !side->seen, &measured, &type);
+    int status = measure(data, size, text_type, !side->seen, &measured, &type, ascii_fast);
     if (status != OK)
         return status;
     side->size += measured;
@@ -392,6 +429,749 @@ static int add_content(Side *side, const uint8_t *data, Py_ssize_t size, PyObjec
     return OK;
 }
 
+static PyObject *side_size(Side *side);
+static PyObject *side_type(Side *side);
+
+/* -- records: the normalizer's ``_record`` for the common span, in C ------------------------
+ *
+ * Why. After the scan, turning a span's tuple into a ``SpanRecord`` in Python (``_record`` and
+ * its helpers: about 40 attribute stores, 30 dict lookups and a dozen calls per span) cost three
+ * times the scan itself, and the dataclass constructor alone (46 fields) a fifth of it (issue 7).
+ *
+ * Contract (``Normalizer._record`` is the reference; test_spanscan.py compares whole batches):
+ * - ``recipe(config)`` (once per normalizer, see ``normalize._recipe``) returns a capsule with
+ *   the record class, its fields' slot offsets and defaults, the category tables and the concept
+ *   names. A record is allocated and every slot filled here, without the dataclass ``__init__``.
+ * - A span is built here only when it is plain: no events, valid ids and times, a service name
+ *   that is text or absent, text values for the text concepts, an int for the token counts, a
+ *   bool for streaming, and not an OpenInference workflow wrapper. Any other span is handed back
+ *   as the scan's tuple and the Python ``_record`` builds it. Nothing is ever half built.
+ * - Names and ids go through the sanitizer exactly as in Python: its ``_idents`` and ``_users``
+ *   memos are read here, and on a miss (or a remembered redaction, which must be counted) its own
+ *   ``ident`` and ``user`` are called. The rare parts call the normalizer's own methods on the
+ *   record: ``_our_namespace``, ``_misc``, ``_sizes`` (a MIME type declared), ``_status`` (an error)
+ *   and ``_invocation_parameters``.
+ */
+
+#define MAX_TOKENS (1LL << 40)
+#define MAX_DURATION_NS ((uint64_t)2147483647 * 1000000)
+
+enum {
+    F_TENANT_ID, F_TRACE_ID, F_SPAN_ID, F_PARENT_SPAN_ID, F_CATEGORY, F_NAME, F_START_NS, F_END_NS, F_STATUS,
+    F_SOURCE, F_SERVICE_NAME, F_AGENT_ID, F_AGENT_NAME, F_AGENT_DESCRIPTION, F_AGENT_VERSION, F_USER_ID,
+    F_SESSION_ID, F_OPERATION, F_MODEL, F_PROVIDER, F_TOOL_NAME, F_INPUT_TOKENS, F_OUTPUT_TOKENS, F_STREAMING,
+    F_FINISH_REASON, F_WORKFLOW_NAME, F_INPUT_SIZE, F_OUTPUT_SIZE, F_INPUT_TYPE, F_OUTPUT_TYPE, F_COUNT
+};
+static const char *FIELD_NAMES[F_COUNT] = {
+    "tenant_id", "trace_id", "span_id", "parent_span_id", "category", "name", "start_ns", "end_ns", "status",
+    "source", "service_name", "agent_id", "agent_name", "agent_description", "agent_version", "user_id",
+    "session_id", "operation", "model", "provider", "tool_name", "input_tokens", "output_tokens", "streaming",
+    "finish_reason", "workflow_name", "input_size", "output_size", "input_type", "output_type",
+};
+
+/* found's concept names, in the order of ``normalize._RECIPE_KEYS`` */
+enum {
+    K_OPERATION, K_LEGACY_REQUEST_TYPE, K_OPENINFERENCE_KIND, K_TRACELOOP_KIND, K_TRACELOOP_ENTITY, K_AGENT_NAME,
+    K_AGENT_ID, K_AGENT_DESCRIPTION, K_AGENT_VERSION, K_TOOL_NAME, K_USER_ID, K_SESSION_ID, K_WORKFLOW, K_MODEL,
+    K_PROVIDER, K_INPUT_TOKENS, K_OUTPUT_TOKENS, K_STREAMING, K_FINISH_REASON, K_INVOCATION_PARAMETERS,
+    K_ERROR_TYPE, K_INPUT_MIME, K_OUTPUT_MIME, K_COUNT
+};
+
+enum { C_AGENT, C_TOOL, C_LLM, C_CHAIN, C_OTHER, C_COUNT };
+
+/* Attribute key -> the normalizer's memo entry for it (``Normalizer._classify``), by the key's
+ * bytes: every attribute of every span is looked up, and decoding and hashing a str per key was
+ * a tenth of the scan. Filled up to half its slots, never emptied (the memo entry of a key never
+ * changes for a normalizer); keys longer than KEY_CACHE_MAX_KEY are not kept. */
+#define KEY_CACHE_SLOTS 4096
+#define KEY_CACHE_MAX_KEY 128
+typedef struct {
+    uint64_t hash;
+    Py_ssize_t size;
+    char *key; /* NULL: empty slot */
+    PyObject *info;
+} KeySlot;
+typedef struct {
+    KeySlot slots[KEY_CACHE_SLOTS];
+    int used;
+} KeyCache;
+
+static uint64_t fnv1a(const uint8_t *p, Py_ssize_t n) {
+    uint64_t h = 1469598103934665603ULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
+static KeySlot *key_slot(KeyCache *cache, const uint8_t *key, Py_ssize_t size, uint64_t hash) {
+    for (uint64_t i = hash;; i++) { /* the table is at most half full: an empty slot ends the probe */
+        KeySlot *slot = &cache->slots[i & (KEY_CACHE_SLOTS - 1)];
+        if (!slot->key || (slot->hash == hash && slot->size == size && memcmp(slot->key, key, size) == 0))
+            return slot;
+    }
+}
+
+static void key_cache_put(KeyCache *cache, KeySlot *slot, const uint8_t *key, Py_ssize_t size, uint64_t hash,
+                          PyObject *info) {
+    if (slot->key || size > KEY_CACHE_MAX_KEY || cache->used >= KEY_CACHE_SLOTS / 2)
+        return;
+    char *copy = PyMem_Malloc(size ? size : 1);
+    if (!copy)
+        return; /* not cached: nothing is lost */
+    memcpy(copy, key, size);
+    slot->hash = hash;
+    slot->size = size;
+    slot->key = copy;
+    slot->info = Py_NewRef(info);
+    cache->used++;
+}
+
+static void key_cache_free(KeyCache *cache) {
+    if (!cache)
+        return;
+    for (int i = 0; i < KEY_CACHE_SLOTS; i++) {
+        if (cache->slots[i].key) {
+            PyMem_Free(cache->slots[i].key);
+            Py_DECREF(cache->slots[i].info);
+        }
+    }
+    PyMem_Free(cache);
+}
+
+typedef struct {
+    KeyCache *keys_seen;
+    PyObject *text_type; /* sanitize.text_type, which ascii_text_type stands in for */
+    PyTypeObject *record_type;
+    Py_ssize_t slots;           /* every slot of the record class */
+    Py_ssize_t *offsets;        /* per slot */
+    PyObject **defaults;        /* per slot: the default (NULL: call the factory) */
+    PyObject **factories;       /* per slot: the default factory, or NULL */
+    Py_ssize_t field[F_COUNT];  /* offsets of the fields set here */
+    PyObject *categories[C_COUNT];
+    PyObject *operation_category, *openinference_category, *traceloop_category; /* dicts */
+    PyObject *our_concepts, *misc_concepts;                                     /* frozensets */
+    PyObject *keys[K_COUNT];
+    PyObject *success, *unnamed, *invoke_agent, *execute_tool, *dot_agent, *dot_tool, *empty, *zero;
+    PyObject *sources[5]; /* agent_otel, openinference, traceloop, genai, otel */
+    PyObject *m_lower, *m_upper, *m_idents, *m_users, *m_ident, *m_user, *m_text, *m_sanitizer;
+    PyObject *m_our_namespace, *m_misc, *m_sizes, *m_status, *m_invocation_parameters;
+} Recipe;
+
+static void recipe_free(Recipe *r) {
+    if (!r)
+        return;
+    key_cache_free(r->keys_seen);
+    Py_XDECREF(r->text_type);
+    Py_XDECREF(r->record_type);
+    for (Py_ssize_t i = 0; i < r->slots; i++) {
+        if (r->defaults)
+            Py_XDECREF(r->defaults[i]);
+        if (r->factories)
+            Py_XDECREF(r->factories[i]);
+    }
+    PyMem_Free(r->offsets);
+    PyMem_Free(r->defaults);
+    PyMem_Free(r->factories);
+    for (int i = 0; i < C_COUNT; i++)
+        Py_XDECREF(r->categories[i]);
+    Py_XDECREF(r->operation_category);
+    Py_XDECREF(r->openinference_category);
+    Py_XDECREF(r->traceloop_category);
+    Py_XDECREF(r->our_concepts);
+    Py_XDECREF(r->misc_concepts);
+    for (int i = 0; i < K_COUNT; i++)
+        Py_XDECREF(r->keys[i]);
+    PyObject **owned[] = {&r->success, &r->unnamed, &r->invoke_agent, &r->execute_tool, &r->dot_agent, &r->dot_tool,
+                          &r->empty, &r->zero, &r->sources[0], &r->sources[1], &r->sources[2], &r->sources[3],
+                          &r->sources[4], &r->m_lower, &r->m_upper, &r->m_idents, &r->m_users, &r->m_ident,
+                          &r->m_user, &r->m_text, &r->m_sanitizer, &r->m_our_namespace, &r->m_misc, &r->m_sizes,
+                          &r->m_status, &r->m_invocation_parameters};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
+        Py_XDECREF(*owned[i]);
+    PyMem_Free(r);
+}
+
+static void recipe_capsule_free(PyObject *capsule) {
+    recipe_free((Recipe *)PyCapsule_GetPointer(capsule, "agent_otel.recipe"));
+}
+
+/* The slot offset of a record class's field (a member descriptor of __slots__). */
+static int slot_offset(PyTypeObject *type, PyObject *name, Py_ssize_t *offset) {
+    PyObject *descr = PyObject_GetAttr((PyObject *)type, name);
+    if (!descr)
+        return -1;
+    if (!Py_IS_TYPE(descr, &PyMemberDescr_Type) || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+        Py_DECREF(descr);
+        PyErr_Format(PyExc_TypeError, "field %R is not a __slots__ member", name);
+        return -1;
+    }
+    *offset = ((PyMemberDescrObject *)descr)->d_member->offset;
+    Py_DECREF(descr);
+    return 0;
+}
+
+static PyObject *interned(const char *text) { return PyUnicode_InternFromString(text); }
+
+/* recipe(config) -> capsule; config: see normalize._recipe. */
+static PyObject *recipe(PyObject *module, PyObject *config) {
+    if (!PyDict_Check(config)) {
+        PyErr_SetString(PyExc_TypeError, "recipe() takes a dict");
+        return NULL;
+    }
+    Recipe *r = PyMem_Calloc(1, sizeof(Recipe));
+    if (!r)
+        return PyErr_NoMemory();
+#define ITEM(name) PyDict_GetItemString(config, name) /* borrowed; NULL when absent */
+    PyObject *type = ITEM("record_type"), *fields = ITEM("fields"), *categories = ITEM("categories");
+    PyObject *text_type_fn = ITEM("text_type");
+    PyObject *maps = ITEM("category_maps"), *sets = ITEM("concept_sets"), *keys = ITEM("keys");
+    if (!type || !PyType_Check(type) || !fields || !PyTuple_Check(fields) || !categories ||
+        !PyTuple_Check(categories) || PyTuple_GET_SIZE(categories) != C_COUNT || !maps || !PyTuple_Check(maps) ||
+        PyTuple_GET_SIZE(maps) != 3 || !sets || !PyTuple_Check(sets) || PyTuple_GET_SIZE(sets) != 2 || !keys ||
+        !PyTuple_Check(keys) || PyTuple_GET_SIZE(keys) != K_COUNT) {
+        PyErr_SetString(PyExc_ValueError, "recipe(): incomplete config");
+        goto fail;
+    }
+    if (!text_type_fn || !(r->keys_seen = PyMem_Calloc(1, sizeof(KeyCache)))) {
+        PyErr_SetString(PyExc_ValueError, "recipe(): incomplete config");
+        goto fail;
+    }
+    r->text_type = Py_NewRef(text_type_fn);
+    r->record_type = (PyTypeObject *)Py_NewRef(type);
+    r->slots = PyTuple_GET_SIZE(fields);
+    r->offsets = PyMem_Calloc(r->slots, sizeof(Py_ssize_t));
+    r->defaults = PyMem_Calloc(r->slots, sizeof(PyObject *));
+    r->factories = PyMem_Calloc(r->slots, sizeof(PyObject *));
+    if (!r->offsets || !r->defaults || !r->factories) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (int f = 0; f < F_COUNT; f++)
+        r->field[f] = -1;
+    /* fields: ((name, default, factory), ...) covering every slot; exactly one of default/factory */
+    for (Py_ssize_t i = 0; i < r->slots; i++) {
+        PyObject *entry = PyTuple_GET_ITEM(fields, i);
+        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 3) {
+            PyErr_SetString(PyExc_ValueError, "recipe(): a field is (name, default, factory)");
+            goto fail;
+        }
+        PyObject *name = PyTuple_GET_ITEM(entry, 0), *factory = PyTuple_GET_ITEM(entry, 2);
+        if (slot_offset(r->record_type, name, &r->offsets[i]) < 0)
+            goto fail;
+        if (factory != Py_None)
+            r->factories[i] = Py_NewRef(factory);
+        else
+            r->defaults[i] = Py_NewRef(PyTuple_GET_ITEM(entry, 1));
+        for (int f = 0; f < F_COUNT; f++)
+            if (PyUnicode_CompareWithASCIIString(name, FIELD_NAMES[f]) == 0)
+                r->field[f] = r->offsets[i];
+    }
+    for (int f = 0; f < F_COUNT; f++) {
+        if (r->field[f] < 0) {
+            PyErr_Format(PyExc_ValueError, "recipe(): the record has no field %s", FIELD_NAMES[f]);
+            goto fail;
+        }
+    }
+    for (int c = 0; c < C_COUNT; c++)
+        r->categories[c] = Py_NewRef(PyTuple_GET_ITEM(categories, c));
+    r->operation_category = Py_NewRef(PyTuple_GET_ITEM(maps, 0));
+    r->openinference_category = Py_NewRef(PyTuple_GET_ITEM(maps, 1));
+    r->traceloop_category = Py_NewRef(PyTuple_GET_ITEM(maps, 2));
+    r->our_concepts = Py_NewRef(PyTuple_GET_ITEM(sets, 0));
+    r->misc_concepts = Py_NewRef(PyTuple_GET_ITEM(sets, 1));
+    if (!PyDict_Check(r->operation_category) || !PyDict_Check(r->openinference_category) ||
+        !PyDict_Check(r->traceloop_category) || !PyAnySet_Check(r->our_concepts) || !PyAnySet_Check(r->misc_concepts)) {
+        PyErr_SetString(PyExc_TypeError, "recipe(): category maps are dicts, concept sets are sets");
+        goto fail;
+    }
+    for (int k = 0; k < K_COUNT; k++) {
+        PyObject *key = PyTuple_GET_ITEM(keys, k);
+        if (!PyUnicode_CheckExact(key)) {
+            PyErr_SetString(PyExc_TypeError, "recipe(): keys are str");
+            goto fail;
+        }
+        r->keys[k] = Py_NewRef(key);
+    }
+#undef ITEM
+    const char *texts[] = {"success", "unnamed", "invoke_agent", "execute_tool", ".agent", ".tool", "",
+                           "agent_otel", "openinference", "traceloop", "genai", "otel", "lower", "upper",
+                           "_idents", "_users", "ident", "user", "text", "sanitizer", "_our_namespace", "_misc",
+                           "_sizes", "_status", "_invocation_parameters"};
+    PyObject **targets[] = {&r->success, &r->unnamed, &r->invoke_agent, &r->execute_tool, &r->dot_agent,
+                            &r->dot_tool, &r->empty, &r->sources[0], &r->sources[1], &r->sources[2],
+                            &r->sources[3], &r->sources[4], &r->m_lower, &r->m_upper, &r->m_idents, &r->m_users,
+                            &r->m_ident, &r->m_user, &r->m_text, &r->m_sanitizer, &r->m_our_namespace, &r->m_misc,
+                            &r->m_sizes, &r->m_status, &r->m_invocation_parameters};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        if (!(*targets[i] = interned(texts[i])))
+            goto fail;
+    }
+    if (!(r->zero = PyLong_FromLong(0)))
+        goto fail;
+    PyObject *capsule = PyCapsule_New(r, "agent_otel.recipe", recipe_capsule_free);
+    if (!capsule)
+        goto fail;
+    return capsule;
+fail:
+    recipe_free(r);
+    return NULL;
+}
+
+/* What one scan call needs besides the recipe: the normalizer, its sanitizer and memos. */
+typedef struct {
+    Recipe *r;
+    PyObject *normalizer, *sanitizer, *idents, *users, *tenant_id, *counts;
+    long long earliest, latest; /* start times ``_invalid`` accepts: now - max age .. now + max future */
+} Build;
+
+static void set_slot(PyObject *obj, Py_ssize_t offset, PyObject *value) { /* steals value */
+    PyObject **slot = (PyObject **)((char *)obj + offset);
+    PyObject *old = *slot;
+    *slot = value;
+    Py_XDECREF(old);
+}
+
+static PyObject *get_slot(PyObject *obj, Py_ssize_t offset) { /* borrowed */
+    return *(PyObject **)((char *)obj + offset);
+}
+
+/* A record with every slot at its default, as the dataclass constructor would leave it. */
+static PyObject *new_record(Recipe *r) {
+    PyObject *obj = r->record_type->tp_alloc(r->record_type, 0);
+    if (!obj)
+        return NULL;
+    for (Py_ssize_t i = 0; i < r->slots; i++) {
+        PyObject *value = r->defaults[i] ? Py_NewRef(r->defaults[i]) : PyObject_CallNoArgs(r->factories[i]);
+        if (!value) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+        set_slot(obj, r->offsets[i], value);
+    }
+    return obj;
+}
+
+/* The sanitizer's ``ident`` / ``user``: a remembered result without redactions is taken from the
+ * memo; anything else goes through the Python method (which counts and remembers). */
+static PyObject *sanitized(Build *b, PyObject *memo, PyObject *method, PyObject *value) {
+    PyObject *hit = PyDict_GetItemWithError(memo, value); /* borrowed */
+    if (hit && PyTuple_CheckExact(hit) && PyTuple_GET_SIZE(hit) == 2) {
+        PyObject *fired = PyTuple_GET_ITEM(hit, 1);
+        if (PyTuple_CheckExact(fired) && PyTuple_GET_SIZE(fired) == 0)
+            return Py_NewRef(PyTuple_GET_ITEM(hit, 0));
+    }
+    if (!hit && PyErr_Occurred())
+        return NULL;
+    return PyObject_CallMethodObjArgs(b->sanitizer, method, value, b->counts, NULL);
+}
+
+static PyObject *ident(Build *b, PyObject *value) { return sanitized(b, b->idents, b->r->m_ident, value); }
+
+/* A found concept that must be text here: NULL when absent; BAIL (via *bail) when not a str. */
+static PyObject *text_of(PyObject *found, PyObject *key, int *bail) {
+    PyObject *value = PyDict_GetItemWithError(found, key); /* borrowed */
+    if (value && !PyUnicode_CheckExact(value)) {
+        *bail = 1;
+        return NULL;
+    }
+    return value;
+}
+
+/* ``_strip_affixes``: "prefix rest" -> "rest", "rest<suffix>" -> "rest", else the name. */
+static PyObject *strip_affixes(PyObject *name, PyObject *prefix, PyObject *suffix) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(name), p = PyUnicode_GET_LENGTH(prefix), s = PyUnicode_GET_LENGTH(suffix);
+    if (n > p && PyUnicode_Tailmatch(name, prefix, 0, p, -1) == 1 && PyUnicode_READ_CHAR(name, p) == ' ')
+        return PyUnicode_Substring(name, p + 1, n);
+    if (PyUnicode_Tailmatch(name, suffix, 0, n, 1) == 1)
+        return PyUnicode_Substring(name, 0, n - s);
+    return Py_NewRef(name);
+}
+
+static int starts_or_ends(PyObject *name, PyObject *prefix, PyObject *suffix) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+    return PyUnicode_Tailmatch(name, prefix, 0, n, -1) == 1 || PyUnicode_Tailmatch(name, suffix, 0, n, 1) == 1;
+}
+
+static PyObject *hex(const uint8_t *data, Py_ssize_t size) {
+    static const char digits[] = "0123456789abcdef";
+    PyObject *out = PyUnicode_New(size * 2, 127);
+    if (!out)
+        return NULL;
+    Py_UCS1 *p = PyUnicode_1BYTE_DATA(out);
+    for (Py_ssize_t i = 0; i < size; i++) {
+        p[2 * i] = digits[data[i] >> 4];
+        p[2 * i + 1] = digits[data[i] & 15];
+    }
+    return out;
+}
+
+static int nonzero(const uint8_t *data, Py_ssize_t size) {
+    for (Py_ssize_t i = 0; i < size; i++)
+        if (data[i])
+            return 1;
+    return 0;
+}
+
+/* ``table[value]`` of a text concept (upper-cased first with ``upper``): 1 with *category set
+ * (borrowed), 0 when the concept is absent, not text (*bail) or not in the table, -1 on error. */
+static int kind_category(Recipe *r, PyObject *found, int key, PyObject *table, int upper, int *bail,
+                         PyObject **category) {
+    PyObject *kind = text_of(found, r->keys[key], bail);
+    if (!kind || *bail)
+        return 0;
+    PyObject *lookup = upper ? PyObject_CallMethodNoArgs(kind, r->m_upper) : Py_NewRef(kind);
+    if (!lookup)
+        return -1;
+    *category = PyDict_GetItemWithError(table, lookup);
+    Py_DECREF(lookup);
+    return *category ? 1 : (PyErr_Occurred() ? -1 : 0);
+}
+
+/* ``_category``; NULL with *bail when a kind is not text. Borrowed reference. */
+static PyObject *category_of(Recipe *r, PyObject *found, PyObject *raw_name, int *bail) {
+    PyObject *by_operation = NULL, *category = NULL;
+    if (kind_category(r, found, K_OPERATION, r->operation_category, 0, bail, &by_operation) < 0 || *bail)
+        return NULL;
+    int legacy = PyDict_Contains(found, r->keys[K_LEGACY_REQUEST_TYPE]);
+    if (legacy < 0)
+        return NULL;
+    if (by_operation && !legacy)
+        return by_operation;
+    int hit = kind_category(r, found, K_OPENINFERENCE_KIND, r->openinference_category, 1, bail, &category);
+    if (hit == 0 && !*bail)
+        hit = kind_category(r, found, K_TRACELOOP_KIND, r->traceloop_category, 0, bail, &category);
+    if (hit == 0 && !*bail && by_operation)
+        return by_operation;
+    if (hit == 0 && !*bail)
+        hit = kind_category(r, found, K_LEGACY_REQUEST_TYPE, r->operation_category, 0, bail, &category);
+    if (hit < 0 || *bail)
+        return NULL;
+    if (hit)
+        return category;
+    if (starts_or_ends(raw_name, r->invoke_agent, r->dot_agent))
+        return r->categories[C_AGENT];
+    if (starts_or_ends(raw_name, r->execute_tool, r->dot_tool))
+        return r->categories[C_TOOL];
+    int model = PyDict_Contains(found, r->keys[K_MODEL]), provider = PyDict_Contains(found, r->keys[K_PROVIDER]);
+    if (model < 0 || provider < 0)
+        return NULL;
+    return model && provider ? r->categories[C_LLM] : r->categories[C_OTHER];
+}
+
+/* Whether any key of found is in the set; -1 on error. */
+static int any_in(PyObject *found, PyObject *set) {
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(found, &pos, &key, &value)) {
+        int hit = PySet_Contains(set, key);
+        if (hit)
+            return hit;
+    }
+    return 0;
+}
+
+/* Sets field ``f`` to the sanitized text of concept ``k`` when present: ident, or user. */
+static int set_sanitized(Build *b, PyObject *record, int f, PyObject *value, int as_user) {
+    if (!value)
+        return OK;
+    Recipe *r = b->r;
+    PyObject *clean = as_user ? sanitized(b, b->users, r->m_user, value) : ident(b, value);
+    if (!clean)
+        return ERROR;
+    set_slot(record, r->field[f], clean);
+    return OK;
+}
+
+/* A token count as ``_as_int(value) or 0``: an int in range is kept, another int is 0. */
+static PyObject *token_count(Recipe *r, PyObject *value) {
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return NULL;
+    return Py_NewRef(!overflow && v >= 0 && v <= MAX_TOKENS ? value : r->zero);
+}
+
+/* Calls normalizer.<method>(record, ...args) and drops the result. */
+static int call(Build *b, PyObject *method, PyObject *record, PyObject *a, PyObject *c) {
+    PyObject *result = c ? PyObject_CallMethodObjArgs(b->normalizer, method, record, a, c, NULL)
+                         : PyObject_CallMethodObjArgs(b->normalizer, method, record, a, NULL);
+    if (!result)
+        return ERROR;
+    Py_DECREF(result);
+    return OK;
+}
+
+typedef struct {
+    const uint8_t *trace_id, *span_id, *parent;
+    Py_ssize_t trace_id_size, span_id_size, parent_size;
+    uint64_t start, end;
+    long long code;
+    PyObject *name, *message, *found, *service; /* borrowed; service: already sanitized */
+    Side *input, *output;
+} Scanned;
+
+/* ``Normalizer._record`` for a plain span: OK with *out set, BAIL (left to Python), or ERROR. */
+static int build_record(Build *b, Scanned *s, PyObject **out) {
+    Recipe *r = b->r;
+    PyObject *found = s->found;
+    int bail = 0;
+    *out = NULL;
+    /* valid ids and times only (``_invalid`` names the reason of the others, in Python) */
+    if (s->trace_id_size != 16 || !nonzero(s->trace_id, 16) || s->span_id_size != 8 || !nonzero(s->span_id, 8) ||
+        (s->parent_size && (s->parent_size != 8 || !nonzero(s->parent, 8))) || s->start == 0 || s->end == 0 ||
+        s->end < s->start || s->end - s->start > MAX_DURATION_NS || s->start > (uint64_t)b->latest ||
+        (long long)s->start < b->earliest)
+        return BAIL;
+    /* value types this path reads directly */
+    /* (every check that can hand the span back to Python comes before the first call that counts
+     * a redaction, so a span is never counted twice) */
+    static const int texts[] = {K_OPERATION, K_LEGACY_REQUEST_TYPE, K_OPENINFERENCE_KIND, K_TRACELOOP_KIND,
+                                K_TRACELOOP_ENTITY, K_AGENT_NAME, K_AGENT_ID, K_AGENT_DESCRIPTION, K_AGENT_VERSION,
+                                K_TOOL_NAME, K_USER_ID, K_SESSION_ID, K_WORKFLOW, K_MODEL, K_PROVIDER,
+                                K_FINISH_REASON};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        text_of(found, r->keys[texts[i]], &bail);
+        if (bail)
+            return BAIL;
+    }
+    PyObject *tokens_in = PyDict_GetItemWithError(found, r->keys[K_INPUT_TOKENS]);
+    PyObject *tokens_out = PyDict_GetItemWithError(found, r->keys[K_OUTPUT_TOKENS]);
+    PyObject *streaming = PyDict_GetItemWithError(found, r->keys[K_STREAMING]);
+    if (PyErr_Occurred())
+        return ERROR;
+    if ((tokens_in && !PyLong_CheckExact(tokens_in)) || (tokens_out && !PyLong_CheckExact(tokens_out)) ||
+        (streaming && !PyBool_Check(streaming)))
+        return BAIL;
+    PyObject *raw_name = PyUnicode_GET_LENGTH(s->name) ? s->name : r->unnamed;
+    PyObject *category = category_of(r, found, raw_name, &bail);
+    if (bail)
+        return BAIL;
+    if (!category)
+        return ERROR;
+    PyObject *agent_name = PyDict_GetItemWithError(found, r->keys[K_AGENT_NAME]); /* borrowed */
+    if (category == r->categories[C_AGENT] && !agent_name) {
+        int oi = PyDict_Contains(found, r->keys[K_OPENINFERENCE_KIND]);
+        if (oi < 0)
+            return ERROR;
+        if (oi)
+            return BAIL; /* an OpenInference workflow wrapper: Python's rule */
+    }
+    int our = any_in(found, r->our_concepts), misc = any_in(found, r->misc_concepts);
+    if (our < 0 || misc < 0)
+        return ERROR;
+
+    PyObject *record = new_record(r);
+    if (!record)
+        return ERROR;
+    PyObject *name = ident(b, raw_name);
+    PyObject *trace_hex = hex(s->trace_id, 16), *span_hex = hex(s->span_id, 8);
+    PyObject *parent_hex = s->parent_size ? hex(s->parent, 8) : Py_NewRef(Py_None);
+    PyObject *start = PyLong_FromUnsignedLongLong(s->start), *end = PyLong_FromUnsignedLongLong(s->end);
+    if (!name || !trace_hex || !span_hex || !parent_hex || !start || !end) {
+        Py_XDECREF(name);
+        Py_XDECREF(trace_hex);
+        Py_XDECREF(span_hex);
+        Py_XDECREF(parent_hex);
+        Py_XDECREF(start);
+        Py_XDECREF(end);
+        goto done;
+    }
+    set_slot(record, r->field[F_TENANT_ID], Py_NewRef(b->tenant_id));
+    set_slot(record, r->field[F_TRACE_ID], trace_hex);
+    set_slot(record, r->field[F_SPAN_ID], span_hex);
+    set_slot(record, r->field[F_PARENT_SPAN_ID], parent_hex);
+    set_slot(record, r->field[F_CATEGORY], Py_NewRef(category));
+    set_slot(record, r->field[F_NAME], name);
+    set_slot(record, r->field[F_START_NS], start);
+    set_slot(record, r->field[F_END_NS], end);
+    set_slot(record, r->field[F_STATUS], Py_NewRef(r->success));
+    set_slot(record, r->field[F_SERVICE_NAME], Py_NewRef(s->service));
+    /* _source */
+    int source;
+    if (our)
+        source = 0;
+    else if ((source = PyDict_Contains(found, r->keys[K_OPENINFERENCE_KIND])) != 0)
+        source = source < 0 ? -1 : 1;
+    else {
+        int tl = PyDict_Contains(found, r->keys[K_TRACELOOP_KIND]), lg = PyDict_Contains(found, r->keys[K_LEGACY_REQUEST_TYPE]);
+        int en = PyDict_Contains(found, r->keys[K_TRACELOOP_ENTITY]), op = PyDict_Contains(found, r->keys[K_OPERATION]);
+        int pr = PyDict_Contains(found, r->keys[K_PROVIDER]);
+        if (tl < 0 || lg < 0 || en < 0 || op < 0 || pr < 0)
+            source = -1;
+        else
+            source = (tl || lg || en) ? 2 : (op || pr) ? 3 : 4;
+    }
+    if (source < 0)
+        goto done;
+    set_slot(record, r->field[F_SOURCE], Py_NewRef(r->sources[source]));
+
+    /* _identity */
+    PyObject *derived = NULL; /* a new reference when the agent name is derived */
+    if (category == r->categories[C_AGENT] && !agent_name) {
+        PyObject *entity = PyDict_GetItemWithError(found, r->keys[K_TRACELOOP_ENTITY]);
+        derived = entity ? Py_NewRef(entity) : strip_affixes(raw_name, r->invoke_agent, r->dot_agent);
+        if (!derived)
+            goto done;
+        if (PyUnicode_GET_LENGTH(derived) == 0 || PyUnicode_Compare(derived, r->invoke_agent) == 0)
+            Py_SETREF(derived, Py_NewRef(s->service)); /* the (sanitized) service name, or None */
+        agent_name = derived;
+    }
+    if (agent_name && agent_name != Py_None && PyUnicode_GET_LENGTH(agent_name)) {
+        if (set_sanitized(b, record, F_AGENT_NAME, agent_name, 0) != OK) {
+            Py_XDECREF(derived);
+            goto done;
+        }
+    }
+    Py_XDECREF(derived);
+    PyObject *agent_id = PyDict_GetItemWithError(found, r->keys[K_AGENT_ID]);
+    if (agent_id) {
+        if (set_sanitized(b, record, F_AGENT_ID, agent_id, 0) != OK)
+            goto done;
+    } else {
+        PyObject *name_kept = get_slot(record, r->field[F_AGENT_NAME]);
+        if (PyUnicode_Check(name_kept) && PyUnicode_GET_LENGTH(name_kept))
+            set_slot(record, r->field[F_AGENT_ID], Py_NewRef(name_kept));
+    }
+    if (category == r->categories[C_AGENT]) {
+        PyObject *description = PyDict_GetItemWithError(found, r->keys[K_AGENT_DESCRIPTION]);
+        if (description) {
+            PyObject *clean = PyObject_CallMethodObjArgs(b->sanitizer, r->m_text, description, b->counts, NULL);
+            if (!clean)
+                goto done;
+            set_slot(record, r->field[F_AGENT_DESCRIPTION], clean);
+        }
+        if (set_sanitized(b, record, F_AGENT_VERSION, PyDict_GetItemWithError(found, r->keys[K_AGENT_VERSION]), 0) != OK)
+            goto done;
+    } else if (category == r->categories[C_TOOL]) {
+        PyObject *tool = PyDict_GetItemWithError(found, r->keys[K_TOOL_NAME]);
+        if (!tool)
+            tool = PyDict_GetItemWithError(found, r->keys[K_TRACELOOP_ENTITY]);
+        PyObject *stripped = tool ? Py_NewRef(tool) : strip_affixes(raw_name, r->execute_tool, r->dot_tool);
+        if (!stripped)
+            goto done;
+        int failed = set_sanitized(b, record, F_TOOL_NAME, stripped, 0);
+        Py_DECREF(stripped);
+        if (failed != OK)
+            goto done;
+    }
+    if (set_sanitized(b, record, F_USER_ID, PyDict_GetItemWithError(found, r->keys[K_USER_ID]), 1) != OK ||
+        set_sanitized(b, record, F_SESSION_ID, PyDict_GetItemWithError(found, r->keys[K_SESSION_ID]), 1) != OK ||
+        set_sanitized(b, record, F_WORKFLOW_NAME, PyDict_GetItemWithError(found, r->keys[K_WORKFLOW]), 0) != OK)
+        goto done;
+
+    /* _llm */
+    PyObject *operation = PyDict_GetItemWithError(found, r->keys[K_OPERATION]);
+    if (!operation)
+        operation = PyDict_GetItemWithError(found, r->keys[K_LEGACY_REQUEST_TYPE]);
+    if (set_sanitized(b, record, F_OPERATION, operation, 0) != OK ||
+        set_sanitized(b, record, F_MODEL, PyDict_GetItemWithError(found, r->keys[K_MODEL]), 0) != OK)
+        goto done;
+    PyObject *provider = PyDict_GetItemWithError(found, r->keys[K_PROVIDER]);
+    if (provider) {
+        PyObject *clean = ident(b, provider);
+        if (!clean)
+            goto done;
+        PyObject *lowered = PyObject_CallMethodNoArgs(clean, r->m_lower); /* scrub first, as in Python */
+        Py_DECREF(clean);
+        if (!lowered)
+            goto done;
+        set_slot(record, r->field[F_PROVIDER], lowered);
+    }
+    if (tokens_in) {
+        PyObject *count = token_count(r, tokens_in);
+        if (!count)
+            goto done;
+        set_slot(record, r->field[F_INPUT_TOKENS], count);
+    }
+    if (tokens_out) {
+        PyObject *count = token_count(r, tokens_out);
+        if (!count)
+            goto done;
+        set_slot(record, r->field[F_OUTPUT_TOKENS], count);
+    }
+    if (streaming)
+        set_slot(record, r->field[F_STREAMING], Py_NewRef(streaming));
+    PyObject *finish = PyDict_GetItemWithError(found, r->keys[K_FINISH_REASON]);
+    if (finish) {
+        PyObject *clean = ident(b, finish);
+        if (!clean)
+            goto done;
+        if (PyUnicode_GET_LENGTH(clean) > 64)
+            Py_SETREF(clean, PyUnicode_Substring(clean, 0, 64));
+        if (!clean)
+            goto done;
+        set_slot(record, r->field[F_FINISH_REASON], clean);
+    }
+    PyObject *parameters = PyDict_GetItemWithError(found, r->keys[K_INVOCATION_PARAMETERS]);
+    if (parameters && (get_slot(record, r->field[F_MODEL]) == Py_None || get_slot(record, r->field[F_STREAMING]) == Py_None)) {
+        if (call(b, r->m_invocation_parameters, record, parameters, b->counts) != OK)
+            goto done;
+    }
+
+    /* _ours */
+    if (our && call(b, r->m_our_namespace, record, found, b->counts) != OK)
+        goto done;
+    if (misc && call(b, r->m_misc, record, found, b->counts) != OK)
+        goto done;
+    int input_mime = PyDict_Contains(found, r->keys[K_INPUT_MIME]), output_mime = PyDict_Contains(found, r->keys[K_OUTPUT_MIME]);
+    if (input_mime < 0 || output_mime < 0)
+        goto done;
+    PyObject *input_size = side_size(s->input), *output_size = side_size(s->output);
+    PyObject *input_type = side_type(s->input), *output_type = side_type(s->output);
+    if (!input_size || !output_size) {
+        Py_XDECREF(input_size);
+        Py_XDECREF(output_size);
+        Py_DECREF(input_type);
+        Py_DECREF(output_type);
+        goto done;
+    }
+    if (input_mime || output_mime) {
+        PyObject *result = PyObject_CallMethodObjArgs(b->normalizer, r->m_sizes, record, found, input_size, input_type,
+                                                      output_size, output_type, NULL);
+        Py_DECREF(input_size);
+        Py_DECREF(output_size);
+        Py_DECREF(input_type);
+        Py_DECREF(output_type);
+        if (!result)
+            goto done;
+        Py_DECREF(result);
+    } else {
+        const int sides[4][2] = {{F_INPUT_SIZE, 0}, {F_OUTPUT_SIZE, 1}, {F_INPUT_TYPE, 2}, {F_OUTPUT_TYPE, 3}};
+        PyObject *values[4] = {input_size, output_size, input_type, output_type};
+        for (int i = 0; i < 4; i++) {
+            if (get_slot(record, r->field[sides[i][0]]) == Py_None)
+                set_slot(record, r->field[sides[i][0]], values[sides[i][1]]);
+            else
+                Py_DECREF(values[sides[i][1]]);
+        }
+    }
+
+    /* _status (no events here, so no exception event) */
+    int error_type = PyDict_Contains(found, r->keys[K_ERROR_TYPE]);
+    if (error_type < 0)
+        goto done;
+    if (s->code == 2 || error_type) {
+        PyObject *pair = Py_BuildValue("(LO)", s->code, s->message);
+        if (!pair)
+            goto done;
+        PyObject *result =
+            PyObject_CallMethodObjArgs(b->normalizer, r->m_status, record, pair, found, Py_None, b->counts, NULL);
+        Py_DECREF(pair);
+        if (!result)
+            goto done;
+        Py_DECREF(result);
+    }
+    if (PyErr_Occurred())
+        goto done;
+    *out = record;
+    return OK;
+done: /* only failures of Python calls lead here: their exception propagates */
+    Py_DECREF(record);
+    if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_SystemError, "_spanscan: a record failed without an exception");
+    return ERROR;
+}
+
 /* -- spans ---------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -400,6 +1180,8 @@ typedef struct {
     PyObject *text_type;
     PyObject *input;  /* "input" */
     PyObject *output; /* "output" */
+    KeyCache *keys_seen; /* the recipe's, when scan has one */
+    int ascii_fast;      /* text_type is sanitize.text_type: ascii_text_type may stand in */
 } Context;
 
 /* One attribute of a span: ``_read``'s loop body. */
@@ -409,32 +1191,45 @@ static int read_attribute(Context *ctx, const uint8_t *data, Py_ssize_t size, Py
     Py_ssize_t key_size, value_size;
     if (parse_key_value(data, size, &key, &key_size, &value, &value_size) != OK)
         return BAIL;
-    PyObject *key_obj = utf8(key, key_size);
-    if (!key_obj)
-        return BAIL;
-    PyObject *info = PyDict_GetItemWithError(ctx->kinds, key_obj); /* borrowed */
-    if (info) {
-        Py_INCREF(info);
-    } else {
-        if (PyErr_Occurred()) {
-            Py_DECREF(key_obj);
-            return ERROR;
-        }
-        info = PyObject_CallOneArg(ctx->classify, key_obj);
-        if (!info) {
-            Py_DECREF(key_obj);
-            return ERROR;
-        }
+    KeySlot *slot = NULL;
+    uint64_t hash = 0;
+    PyObject *info = NULL;
+    if (ctx->keys_seen) {
+        hash = fnv1a(key, key_size);
+        slot = key_slot(ctx->keys_seen, key, key_size, hash);
+        if (slot->key)
+            info = Py_NewRef(slot->info);
     }
-    Py_DECREF(key_obj);
+    if (!info) {
+        PyObject *key_obj = utf8(key, key_size);
+        if (!key_obj)
+            return BAIL;
+        info = PyDict_GetItemWithError(ctx->kinds, key_obj); /* borrowed */
+        if (info) {
+            Py_INCREF(info);
+        } else {
+            if (PyErr_Occurred()) {
+                Py_DECREF(key_obj);
+                return ERROR;
+            }
+            info = PyObject_CallOneArg(ctx->classify, key_obj);
+            if (!info) {
+                Py_DECREF(key_obj);
+                return ERROR;
+            }
+        }
+        Py_DECREF(key_obj);
+        if (slot) /* (classify ran Python: find the slot again, another scan may have filled it) */
+            key_cache_put(ctx->keys_seen, key_slot(ctx->keys_seen, key, key_size, hash), key, key_size, hash, info);
+    }
     int status = OK;
     if (info == Py_None) {
         /* not read */
     } else if (PyUnicode_Check(info)) { /* a content key: measured, never kept */
         if (PyUnicode_Compare(info, ctx->input) == 0)
-            status = add_content(input, value, value_size, ctx->text_type);
+            status = add_content(input, value, value_size, ctx->text_type, ctx->ascii_fast);
         else if (PyUnicode_Compare(info, ctx->output) == 0)
-            status = add_content(output, value, value_size, ctx->text_type);
+            status = add_content(output, value, value_size, ctx->text_type, ctx->ascii_fast);
     } else if (PyTuple_Check(info) && PyTuple_GET_SIZE(info) == 2) {
         PyObject *concept = PyTuple_GET_ITEM(info, 0);
         PyObject *rank = PyTuple_GET_ITEM(info, 1);
@@ -473,7 +1268,10 @@ static PyObject *side_type(Side *side) {
     return side->seen ? Py_NewRef(side->type) : Py_NewRef(Py_None);
 }
 
-static int parse_span(Context *ctx, const uint8_t *data, Py_ssize_t size, PyObject *service, PyObject *out) {
+/* One span: its record (``build`` given and the span plain) or its tuple, appended to ``out``.
+ * ``clean_service`` is the resource's sanitized service name (used only when building). */
+static int parse_span(Context *ctx, const uint8_t *data, Py_ssize_t size, PyObject *service, PyObject *out, Build *build,
+                      PyObject *clean_service) {
     Reader r = {data, data + size};
     Field f;
     uint32_t seen = 0;
@@ -571,6 +1369,20 @@ static int parse_span(Context *ctx, const uint8_t *data, Py_ssize_t size, PyObje
         result = BAIL;
         goto done;
     }
+    if (build && !has_events) {
+        Scanned scanned = {trace_id, span_id, parent, trace_id_size, span_id_size, parent_size, start, end, code,
+                           name_obj, message_obj, found, clean_service, &input, &output};
+        PyObject *record;
+        int built = build_record(build, &scanned, &record);
+        if (built != BAIL) {
+            Py_DECREF(name_obj);
+            Py_DECREF(message_obj);
+            if (built == ERROR || PyList_Append(out, record))
+                result = ERROR;
+            Py_XDECREF(record);
+            goto done;
+        }
+    }
     PyObject *raw = has_events ? PyBytes_FromStringAndSize((const char *)data, size) : Py_NewRef(Py_None);
     item = Py_BuildValue("(Oy#y#y#NKKLNONNNNN)", service, trace_id, trace_id_size, span_id, span_id_size, parent,
                          parent_size, name_obj, (unsigned long long)start, (unsigned long long)end, code, message_obj,
@@ -614,11 +1426,35 @@ static int service_name(const uint8_t *data, Py_ssize_t size, PyObject **out) {
     return OK;
 }
 
-static int parse_resource_spans(Context *ctx, const uint8_t *data, Py_ssize_t size, PyObject *out) {
+/* The resource's service name as ``Normalizer._service_value`` gives it, and a marker for the
+ * caller, ``(raw, clean)``, placed before the resource's first span: the caller then takes the
+ * clean name as it is instead of sanitizing (and counting) it again for spans left to it. NULL
+ * without an exception: a name that is not text, left to Python with every span of the resource. */
+static PyObject *clean_service_of(Build *b, PyObject *service, PyObject *out) {
+    PyObject *clean;
+    if (service == Py_None || (PyUnicode_CheckExact(service) && PyUnicode_GET_LENGTH(service) == 0))
+        clean = Py_NewRef(Py_None);
+    else if (PyUnicode_CheckExact(service))
+        clean = ident(b, service);
+    else
+        return NULL;
+    if (!clean)
+        return NULL;
+    PyObject *marker = PyTuple_Pack(2, service, clean);
+    if (!marker || PyList_Append(out, marker)) {
+        Py_XDECREF(marker);
+        Py_DECREF(clean);
+        return NULL;
+    }
+    Py_DECREF(marker);
+    return clean;
+}
+
+static int parse_resource_spans(Context *ctx, const uint8_t *data, Py_ssize_t size, PyObject *out, Build *build) {
     Reader r = {data, data + size};
     Field f;
-    PyObject *service = NULL;
-    int result = OK;
+    PyObject *service = NULL, *clean_service = NULL;
+    int result = OK, first = 1;
     /* the resource first (it may come after the spans on the wire) */
     while (r.p < r.end) {
         if (next_field(&r, &f) != OK)
@@ -650,19 +1486,83 @@ static int parse_resource_spans(Context *ctx, const uint8_t *data, Py_ssize_t si
                 result = BAIL;
                 break;
             }
-            if (g.field == 2)
-                result = parse_span(ctx, g.data, g.size, service, out);
+            if (g.field != 2)
+                continue;
+            if (build && first) {
+                first = 0;
+                clean_service = clean_service_of(build, service, out);
+                if (!clean_service && PyErr_Occurred()) {
+                    result = ERROR;
+                    break;
+                }
+            }
+            result = parse_span(ctx, g.data, g.size, service, out, clean_service ? build : NULL, clean_service);
         }
     }
     Py_DECREF(service);
+    Py_XDECREF(clean_service);
     return result;
+}
+
+/* The start times ``_invalid`` accepts, or 0 when they do not fit in 64 bits (then nothing is
+ * built here: Python names every span's validity). */
+static int time_window(PyObject *now, PyObject *future, PyObject *age, long long *earliest, long long *latest) {
+    int o1, o2, o3;
+    long long n = PyLong_AsLongLongAndOverflow(now, &o1), f = PyLong_AsLongLongAndOverflow(future, &o2),
+              a = PyLong_AsLongLongAndOverflow(age, &o3);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (o1 || o2 || o3 || __builtin_add_overflow(n, f, latest) || __builtin_sub_overflow(n, a, earliest))
+        return 0;
+    return 1;
 }
 
 static PyObject *scan(PyObject *module, PyObject *args) {
     Py_buffer body;
     Context ctx;
-    if (!PyArg_ParseTuple(args, "y*O!OO", &body, &PyDict_Type, &ctx.kinds, &ctx.classify, &ctx.text_type))
+    PyObject *capsule = Py_None, *normalizer = NULL, *tenant_id = NULL, *now = NULL, *future = NULL, *age = NULL;
+    PyObject *counts = NULL;
+    if (!PyArg_ParseTuple(args, "y*O!OO|OOUOOOO", &body, &PyDict_Type, &ctx.kinds, &ctx.classify, &ctx.text_type,
+                          &capsule, &normalizer, &tenant_id, &now, &future, &age, &counts))
         return NULL;
+    Build build_ctx = {0};
+    Build *build = NULL;
+    ctx.keys_seen = NULL;
+    ctx.ascii_fast = 0;
+    if (capsule != Py_None) {
+        if (!counts) {
+            PyBuffer_Release(&body);
+            PyErr_SetString(PyExc_TypeError, "scan(): a recipe needs normalizer, tenant_id, now_ns, max_future_ns,"
+                                             " max_age_ns and counts");
+            return NULL;
+        }
+        build_ctx.r = PyCapsule_GetPointer(capsule, "agent_otel.recipe");
+        if (!build_ctx.r) {
+            PyBuffer_Release(&body);
+            return NULL;
+        }
+        build_ctx.normalizer = normalizer;
+        build_ctx.tenant_id = tenant_id;
+        build_ctx.counts = counts;
+        build_ctx.sanitizer = PyObject_GetAttr(normalizer, build_ctx.r->m_sanitizer);
+        build_ctx.idents = build_ctx.sanitizer ? PyObject_GetAttr(build_ctx.sanitizer, build_ctx.r->m_idents) : NULL;
+        build_ctx.users = build_ctx.sanitizer ? PyObject_GetAttr(build_ctx.sanitizer, build_ctx.r->m_users) : NULL;
+        if (!build_ctx.idents || !build_ctx.users || !PyDict_Check(build_ctx.idents) || !PyDict_Check(build_ctx.users)) {
+            Py_XDECREF(build_ctx.sanitizer);
+            Py_XDECREF(build_ctx.idents);
+            Py_XDECREF(build_ctx.users);
+            PyBuffer_Release(&body);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "scan(): the sanitizer's memos are dicts");
+            return NULL;
+        }
+        if (time_window(now, future, age, &build_ctx.earliest, &build_ctx.latest))
+            build = &build_ctx;
+        ctx.keys_seen = build_ctx.r->keys_seen;
+        ctx.ascii_fast = ctx.text_type == build_ctx.r->text_type;
+    }
     ctx.input = PyUnicode_InternFromString("input");
     ctx.output = PyUnicode_InternFromString("output");
     PyObject *out = PyList_New(0);
@@ -675,9 +1575,12 @@ static PyObject *scan(PyObject *module, PyObject *args) {
             break;
         }
         if (f.field == 1)
-            result = parse_resource_spans(&ctx, f.data, f.size, out);
+            result = parse_resource_spans(&ctx, f.data, f.size, out, build);
     }
     PyBuffer_Release(&body);
+    Py_XDECREF(build_ctx.sanitizer);
+    Py_XDECREF(build_ctx.idents);
+    Py_XDECREF(build_ctx.users);
     Py_XDECREF(ctx.input);
     Py_XDECREF(ctx.output);
     if (result == OK)
@@ -691,6 +1594,7 @@ static PyObject *scan(PyObject *module, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "Scan an ExportTraceServiceRequest's spans (see the module's comment)."},
+    {"recipe", recipe, METH_O, "What scan needs to build records itself (see the comment on records)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -6,5 +6,13 @@ def scan(
     kinds: dict[str, Any],
     classify: Callable[[str], Any],
     text_type: Callable[[str], str],
+    recipe: Any = None,
+    normalizer: Any = None,
+    tenant_id: str = ...,
+    now_ns: int = ...,
+    max_future_ns: int = ...,
+    max_age_ns: int = ...,
+    counts: Any = None,
     /,
-) -> list[tuple[Any, ...]] | None: ...
+) -> list[Any] | None: ...
+def recipe(config: dict[str, Any], /) -> Any: ...

@@ -8,6 +8,7 @@ string kept. The span walk touches each attribute once; see issue 7 for why that
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import re
@@ -191,7 +192,7 @@ def _as_int(value: Any, maximum: int = MAX_TOKENS) -> int | None:
         return value if 0 <= value <= maximum else None
     if isinstance(value, float):
         return int(value) if math.isfinite(value) and 0 <= value <= maximum else None
-    if isinstance(value, str) and value.isdigit() and len(value) < 16:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 16:  # not "²": int() refuses it
         return min(int(value), maximum)
     return None
 
@@ -286,6 +287,7 @@ def _category(found: dict[str, Any], name: str) -> Category:
 
 
 _OUR_CONCEPTS: Final = frozenset(cv.OUR_KEYS)
+_MISC_CONCEPTS: Final = frozenset({"HTTP status", "user agent", "client IP (anonymised)", "intent", "feature"})
 
 
 def _source(found: dict[str, Any]) -> str:
@@ -340,6 +342,61 @@ def _invalid(trace_id: bytes, span_id: bytes, parent: bytes, start: int, end: in
     return None
 
 
+# The concepts the C scanner reads when it builds a record itself, in the order of its ``K_*``
+# constants (``_spanscan.c``, "records").
+_RECIPE_KEYS: Final = (
+    "operation",
+    cv.LEGACY_REQUEST_TYPE,
+    cv.OPENINFERENCE_KIND,
+    cv.TRACELOOP_KIND,
+    cv.TRACELOOP_ENTITY,
+    "agent name",
+    "agent id",
+    "gen_ai.agent.description",
+    "gen_ai.agent.version",
+    "tool name",
+    "user id",
+    "session id",
+    "workflow",
+    "model",
+    "provider",
+    "input tokens",
+    "output tokens",
+    "streaming",
+    "finish reason",
+    cv.INVOCATION_PARAMETERS,
+    "error type",
+    "input.mime_type",
+    "output.mime_type",
+)
+
+
+def _recipe() -> Any:
+    """What the C scanner needs to build ``SpanRecord``s itself: the record class and every field's
+    default (it fills each slot without calling the dataclass constructor), the category tables,
+    the concept sets and names. Checked there: a field it sets that the record lacks fails here,
+    at start-up, not on a span."""
+    fields: list[tuple[str, Any, Any]] = []
+    for f in dataclasses.fields(SpanRecord):
+        if f.default_factory is not dataclasses.MISSING:
+            fields.append((f.name, None, f.default_factory))
+        else:
+            fields.append((f.name, None if f.default is dataclasses.MISSING else f.default, None))
+    if len(fields) != len(SpanRecord.__slots__):
+        raise TypeError("SpanRecord must keep every field in __slots__")
+    return _spanscan.recipe(
+        {
+            "record_type": SpanRecord,
+            "fields": tuple(fields),
+            "categories": (Category.AGENT, Category.TOOL, Category.LLM, Category.CHAIN, Category.OTHER),
+            "category_maps": (cv.OPERATION_CATEGORY, cv.OPENINFERENCE_CATEGORY, cv.TRACELOOP_CATEGORY),
+            "concept_sets": (_OUR_CONCEPTS, _MISC_CONCEPTS),
+            "keys": _RECIPE_KEYS,
+            "text_type": text_type,
+        }
+    )
+
+
 class Normalizer:
     """Turns decoded requests into ``NormalizedBatch``es. Holds configuration only, no state.
 
@@ -351,6 +408,7 @@ class Normalizer:
         self._content_side = sanitizer.content_keys.side
         self._key_kinds: dict[str, tuple[str, int] | str | None] = {}
         self._scan = _spanscan.scan if compiled and _spanscan is not None else None
+        self._recipe = _recipe() if self._scan is not None else None
 
     # -- traces ------------------------------------------------------------------------------
 
@@ -361,8 +419,24 @@ class Normalizer:
         the C scanner reads instead of the request's objects (same result, a fraction of the CPU;
         it hands back None for anything it does not handle exactly like protobuf)."""
         if body is not None and self._scan is not None:
-            scanned = self._scan(body, self._key_kinds, self._classify, text_type)
+            # redactions counted while building records in C are kept apart until the scan
+            # succeeds: when it declines, the object walk counts them again from the start
+            scan_counts = RedactionCounts()
+            scanned = self._scan(
+                body,
+                self._key_kinds,
+                self._classify,
+                text_type,
+                self._recipe,
+                self,
+                tenant_id,
+                limits.now_ns,
+                limits.max_future_ns,
+                limits.max_age_ns,
+                scan_counts,
+            )
             if scanned is not None:
+                counts.update(scan_counts)
                 return self._scanned(scanned, tenant_id, limits, counts)
         batch = NormalizedBatch()
         for resource_spans in request.resource_spans:
@@ -377,30 +451,39 @@ class Normalizer:
                         batch.spans.append(record_or_reason)
         return batch
 
-    def _scanned(
-        self, spans: list[tuple[Any, ...]], tenant_id: str, limits: Limits, counts: RedactionCounts
-    ) -> NormalizedBatch:
-        """The batch from the C scanner's span tuples (see ``_spanscan.c`` for their layout)."""
+    def _scanned(self, items: list[Any], tenant_id: str, limits: Limits, counts: RedactionCounts) -> NormalizedBatch:
+        """The batch from the C scanner's items (see ``_spanscan.c``): records it built itself,
+        ``(raw, sanitized)`` service names of the resources whose spans follow, and span tuples
+        for this method to build with ``_record``."""
         batch = NormalizedBatch()
         last_service: Any = _UNSEEN
         service: str | None = None
-        for (
-            raw_service,
-            trace_id,
-            span_id,
-            parent,
-            name,
-            start,
-            end,
-            status_code,
-            status_message,
-            found,
-            input_size,
-            input_type,
-            output_size,
-            output_type,
-            span_bytes,
-        ) in spans:
+        spans = batch.spans
+        for item in items:
+            if item.__class__ is SpanRecord:
+                batch.received += 1
+                spans.append(item)
+                continue
+            if len(item) == 2:
+                last_service, service = item
+                continue
+            (
+                raw_service,
+                trace_id,
+                span_id,
+                parent,
+                name,
+                start,
+                end,
+                status_code,
+                status_message,
+                found,
+                input_size,
+                input_type,
+                output_size,
+                output_type,
+                span_bytes,
+            ) = item
             batch.received += 1
             if raw_service is not last_service:  # one object per resource: named once per resource
                 last_service = raw_service
@@ -413,7 +496,7 @@ class Normalizer:
             content.input_size, content.input_type = input_size, input_type
             content.output_size, content.output_type = output_size, output_type
             events = Span.FromString(span_bytes).events if span_bytes is not None else ()
-            batch.spans.append(
+            spans.append(
                 self._record(
                     tenant_id,
                     service,
@@ -667,9 +750,15 @@ class Normalizer:
 
     def _ours(self, record: SpanRecord, found: dict[str, Any], content: _Content, counts: RedactionCounts) -> None:
         # Every lookup below usually misses: test presence before converting anything.
-        sanitizer = self.sanitizer
         if not _OUR_CONCEPTS.isdisjoint(found):
             self._our_namespace(record, found, counts)
+        if not _MISC_CONCEPTS.isdisjoint(found):
+            self._misc(record, found, counts)
+        self._sizes(record, found, content.input_size, content.input_type, content.output_size, content.output_type)
+
+    def _misc(self, record: SpanRecord, found: dict[str, Any], counts: RedactionCounts) -> None:
+        """HTTP status, user agent, client address, intent and feature (``_MISC_CONCEPTS``)."""
+        sanitizer = self.sanitizer
         value = found.get("HTTP status")
         if value is not None:
             http_status = _as_int(value, 999)
@@ -686,21 +775,27 @@ class Normalizer:
         value = found.get("feature")
         if value is not None and (text := _as_str(value)):
             record.feature = sanitizer.ident(text, counts)[:128]
-        # sizes and types: declared by the plugin first, else measured from content attributes
+
+    @staticmethod
+    def _sizes(
+        record: SpanRecord,
+        found: dict[str, Any],
+        input_size: int | None,
+        input_type: str | None,
+        output_size: int | None,
+        output_type: str | None,
+    ) -> None:
+        """Sizes and types: declared by the plugin first, else measured from content attributes."""
         if record.input_size is None:
-            record.input_size = content.input_size
+            record.input_size = input_size
         if record.output_size is None:
-            record.output_size = content.output_size
+            record.output_size = output_size
         if record.input_type is None:
             mime = found.get("input.mime_type")
-            record.input_type = (
-                type_from_mime(str(mime)) if mime is not None and record.input_size else content.input_type
-            )
+            record.input_type = type_from_mime(str(mime)) if mime is not None and record.input_size else input_type
         if record.output_type is None:
             mime = found.get("output.mime_type")
-            record.output_type = (
-                type_from_mime(str(mime)) if mime is not None and record.output_size else content.output_type
-            )
+            record.output_type = type_from_mime(str(mime)) if mime is not None and record.output_size else output_type
 
     def _our_namespace(self, record: SpanRecord, found: dict[str, Any], counts: RedactionCounts) -> None:
         """``agent_otel.*`` keys (the plugin's): execution id, credits, timings, sizes, status."""

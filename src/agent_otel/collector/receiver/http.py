@@ -51,7 +51,7 @@ def error_response(error: ReceiverError, encoding: str) -> Response:
 
 async def _read_body(request: Request, core: ReceiverCore) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit():
+    if declared is not None and declared.isascii() and declared.isdigit():
         core.check_size(int(declared))
     chunks: list[bytes] = []
     size = 0
