@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from sqlalchemy import text
@@ -206,6 +206,36 @@ def test_each_bucket_keeps_the_exemplar_of_its_last_value(registry: CollectorReg
     assert buckets["2.5"] == (5, "e" * 32)
     assert buckets["0.01"] == (0, None)
     assert sample(registry, "agent_execution_duration_seconds_sum", agent="support-bot") == pytest.approx(4.205)
+
+
+def test_a_commit_gives_the_same_series_as_observing_each_value(
+    registry: CollectorRegistry, health: HealthMetrics
+) -> None:
+    """The histograms are filled a bucket at a time (prometheus_client's counters directly); the
+    exposition must be what observing every value with ``Histogram.observe`` gives."""
+    metrics = span_metrics(registry, health)
+    durations = [0, 1, 10, 25, 26, 999, 1000, 60_000, 90_000, 600_000, 600_001, 10**9, 37, 37]
+    rows = [execution(execution_id=f"e{i}", duration=ms, trace_id=f"{i:032x}") for i, ms in enumerate(durations)]
+    metrics.committed(ChangeSet(executions=rows))
+    reference = CollectorRegistry()
+    histogram = Histogram(
+        "agent_execution_duration_seconds", "d", ["agent"], buckets=DURATION_BUCKETS, registry=reference
+    )
+    for i, ms in enumerate(durations):
+        histogram.labels("support-bot").observe(ms / 1000.0, exemplar={"trace_id": f"{i:032x}"})
+
+    def series(source: CollectorRegistry) -> dict[tuple[str, str], tuple[float, str | None, float | None]]:
+        out = {}
+        for family in text_string_to_metric_families(generate_openmetrics(source).decode()):  # type: ignore[no-untyped-call]
+            for s in family.samples:
+                if s.name.startswith("agent_execution_duration_seconds") and not s.name.endswith("_created"):
+                    exemplar = (s.exemplar.labels["trace_id"], s.exemplar.value) if s.exemplar else (None, None)
+                    out[(s.name, s.labels.get("le", ""))] = (round(s.value, 9), *exemplar)
+        return out
+
+    got, expected = series(registry), series(reference)
+    assert got == expected
+    assert got[("agent_execution_duration_seconds_count", "")][0] == len(durations)
 
 
 def test_duration_buckets_span_tens_of_milliseconds_to_minutes() -> None:
