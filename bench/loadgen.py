@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import pickle
 import random
@@ -21,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -223,36 +225,85 @@ class SendResult:
         return self.acknowledged_spans / self.seconds if self.seconds else 0.0
 
 
+class _HttpConnection:
+    """One keep-alive HTTP/1.1 connection, the load generator's client: request heads written as
+    bytes, responses read by status line, headers and Content-Length (or chunks). httpx built and
+    parsed every request in Python: 3.5 us of CPU per span, on the two cores the collector and
+    PostgreSQL share with it (issue 7); this takes about a third of that."""
+
+    def __init__(self, endpoint: str) -> None:
+        url = urlsplit(endpoint)
+        self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
+        self.prefix = url.path.rstrip("/")
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes, content_type: str) -> tuple[int, dict[str, str]]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = (
+            f"POST {self.prefix}{path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.writelines((head.encode("ascii"), body))
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionResetError("the collector closed the connection")
+        status = int(status_line.split(None, 2)[1])
+        headers: dict[str, str] = {}
+        while (line := await self.reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            while size := int((await self.reader.readline()).split(b";")[0], 16):
+                await self.reader.readexactly(size + 2)
+            await self.reader.readline()
+        elif length := int(headers.get("content-length", "0")):
+            await self.reader.readexactly(length)
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return status, headers
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
 async def _http_sender(
     endpoint: str,
     queue: asyncio.Queue[tuple[bytes, int, float] | None],
     result: SendResult,
     ready: asyncio.Barrier,
 ) -> None:
-    import httpx
-
-    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=1)) as client:
-        await ready.wait()
+    connection = _HttpConnection(endpoint)
+    await ready.wait()
+    try:
         while (item := await queue.get()) is not None:
             body, count, due = item
             sent = max(due, time.perf_counter())
             while True:
                 try:
-                    response = await client.post(
-                        f"{endpoint}/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"}
-                    )
-                except httpx.HTTPError as exc:
+                    status, headers = await connection.post("/v1/traces", body, "application/x-protobuf")
+                except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
                     result.errors[type(exc).__name__] = result.errors.get(type(exc).__name__, 0) + 1
+                    await connection.close()
                     await asyncio.sleep(0.5)
                     continue
-                if response.status_code == 200:
+                if status == 200:
                     result.acknowledged_spans += count
                     result.latencies.append(time.perf_counter() - sent)
                     break
                 result.refused_requests += 1
-                key = f"HTTP {response.status_code}"
+                key = f"HTTP {status}"
                 result.errors[key] = result.errors.get(key, 0) + 1
-                await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+                await asyncio.sleep(float(headers.get("retry-after", "1")))
+    finally:
+        await connection.close()
 
 
 async def _grpc_sender(
@@ -297,9 +348,9 @@ async def send(
     result = SendResult()
     queue: asyncio.Queue[tuple[bytes, int, float] | None] = asyncio.Queue(maxsize=senders * 2)
     worker = _http_sender if protocol == "http" else _grpc_sender
-    # the clock starts once every sender has its client: creating 32 of them (httpx loads the CA
-    # bundle for each) took about a second of the load generator's own CPU, which counted as the
-    # first requests' latency in the open loop and looked like a slow collector start-up
+    # the clock starts once every sender has its client: creating 32 of them (httpx, which the
+    # HTTP senders used before, loaded the CA bundle for each) took about a second of the load
+    # generator's own CPU, which counted as the first requests' latency in the open loop
     ready = asyncio.Barrier(senders + 1)
     tasks = [asyncio.create_task(worker(endpoint, queue, result, ready)) for _ in range(senders)]
     await ready.wait()

@@ -159,7 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--otlp-http", metavar="HOST:PORT", help="OTLP/HTTP listen address (default 127.0.0.1:4318)")
     serve.add_argument("--http", metavar="HOST:PORT", help="metrics, health and admin API (default 127.0.0.1:9464)")
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate the database on start")
-    serve.add_argument("--workers", type=int, help="ingest processes sharing the OTLP listeners (default 1)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="ingest processes sharing the OTLP listeners (default: one per CPU, at most 4, on PostgreSQL;"
+        " one on SQLite)",
+    )
     serve.add_argument(
         "--single-process",
         action="store_true",

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 DEFAULT_DB_URL = "sqlite:///./agent-otel.db"
+AUTO_WORKERS_MAX = 4  # ingest processes when `workers` is unset (see auto_workers)
 
 
 class SettingsError(ValueError):
@@ -209,7 +210,15 @@ class Settings(BaseModel):
         None, description="bearer token of the admin API (at least 16 characters); unset disables it (503)"
     )
     migrate: bool = Field(True, description="migrate the database to head on start (`--no-migrate` turns it off)")
-    workers: int = Field(1, ge=1, le=64, description="ingest processes sharing the OTLP listeners")
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description=(
+            "ingest processes sharing the OTLP listeners; unset: one per CPU this process may use, at most"
+            f" {AUTO_WORKERS_MAX}, on PostgreSQL, and one on SQLite (it takes one writer at a time)"
+        ),
+    )
     single_process: bool = Field(
         False,
         description=(
@@ -247,13 +256,33 @@ class Settings(BaseModel):
         token = self.admin_token.get_secret_value() if self.admin_token else None
         if token is not None and len(token) < 16:
             raise ValueError("admin_token must be at least 16 characters")
-        if self.single_process and self.workers > 1:
+        if self.single_process and self.workers is not None and self.workers > 1:
             raise ValueError(f"single_process runs one process; it cannot have workers = {self.workers}")
         return self
 
     @property
+    def worker_count(self) -> int:
+        """Ingest processes to run: ``workers``, or when unset, ``auto_workers()`` on PostgreSQL
+        and one on SQLite (one writer at a time: a second process only waits for the lock)."""
+        if self.workers is not None:
+            return self.workers
+        return 1 if self.single_process or not self.is_postgres else auto_workers()
+
+    @property
     def is_postgres(self) -> bool:
         return self.db_url.startswith("postgresql")
+
+
+def auto_workers() -> int:
+    """Ingest processes when ``workers`` is unset (PostgreSQL): one per CPU this process may run
+    on, at most ``AUTO_WORKERS_MAX``. One process is bound by its interpreter well before a
+    PostgreSQL on the same two cores is (issue 7, docs/performance.md); each more costs about
+    80 MB under full load."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, AUTO_WORKERS_MAX))
 
 
 def normalize_db_url(url: str) -> str:

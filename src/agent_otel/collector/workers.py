@@ -292,10 +292,11 @@ def serve_workers(settings: Settings, ready: Callable[[Collector], None] | None 
 
     # Fork the workers first: nothing is open yet and no thread runs (see fork_worker); they wait
     # for their settings, sent once the ports are reserved and the database is migrated.
-    forked: list[ForkedChild | None] = [None] * settings.workers
+    count = settings.worker_count
+    forked: list[ForkedChild | None] = [None] * count
     if threading.active_count() == 1:
         inherited: list[int] = []
-        forked = [fork_worker(i, inherited) for i in range(settings.workers)]
+        forked = [fork_worker(i, inherited) for i in range(count)]
     try:
         grpc_sock, grpc_port = reserve_port(settings.otlp_grpc)
         http_sock, http_port = reserve_port(settings.otlp_http)
@@ -317,7 +318,7 @@ def serve_workers(settings: Settings, ready: Callable[[Collector], None] | None 
         migrate=False,
         workers=1,
     )
-    workers = [Worker(i, worker_text) for i in range(settings.workers)]
+    workers = [Worker(i, worker_text) for i in range(count)]
     for worker, child in zip(workers, forked, strict=True):
         worker.start(child)
     registry = CollectorRegistry()
