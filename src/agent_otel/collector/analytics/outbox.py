@@ -263,15 +263,17 @@ class RollupApplier:
         deadline = started + self.pace
         if deadline <= time.monotonic():
             return
-        seen = self._outbox_state()
+        seen, since = self._outbox_state(), time.monotonic()
+        poll = self.quiet / 4  # a quiet stretch is seen within a quarter of `quiet` of its length
         while (rest := deadline - time.monotonic()) > 0:
-            if self._wake.wait(min(rest, self.quiet)):
+            if self._wake.wait(min(rest, poll)):
                 self._wake.clear()
                 return
             now = self._outbox_state()
-            if now is not None and now == seen:
+            if now is None or now != seen:
+                seen, since = now, time.monotonic()
+            elif time.monotonic() - since >= self.quiet:
                 return
-            seen = now
 
     def _outbox_state(self) -> int | None:
         """Pending deltas (``backlog``): while this applier waits only writers change it, so it
