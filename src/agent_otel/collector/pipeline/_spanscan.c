@@ -32,6 +32,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <datetime.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -1592,12 +1593,75 @@ static PyObject *scan(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* -- timestamps ------------------------------------------------------------------------------ */
+
+/* ``rows.ts``: nanoseconds since the epoch as an aware UTC datetime, microseconds floored, the
+ * same as ``EPOCH + timedelta(0, 0, ns // 1000)``. Rows carry two per span, and the timedelta
+ * arithmetic took 0.37 us each (issue 7); here the date is computed directly (days to civil
+ * date, H. Hinnant's algorithm) and the datetime made by the datetime module's C API. */
+static PyObject *utc_tz;
+
+static int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+static PyObject *utc_datetime(PyObject *module, PyObject *arg) {
+    int overflow;
+    long long ns = PyLong_AsLongLongAndOverflow(arg, &overflow);
+    if (ns == -1 && PyErr_Occurred())
+        return NULL;
+    int64_t us;
+    if (!overflow) {
+        us = floor_div(ns, 1000);
+    } else { /* beyond 64-bit nanoseconds (after 2262): in microseconds it still fits */
+        PyObject *thousand = PyLong_FromLong(1000);
+        PyObject *micros = thousand ? PyNumber_FloorDivide(arg, thousand) : NULL;
+        Py_XDECREF(thousand);
+        if (!micros)
+            return NULL;
+        us = PyLong_AsLongLongAndOverflow(micros, &overflow);
+        Py_DECREF(micros);
+        if (us == -1 && PyErr_Occurred())
+            return NULL;
+        if (overflow) {
+            PyErr_SetString(PyExc_OverflowError, "date value out of range");
+            return NULL;
+        }
+    }
+    int64_t days = floor_div(us, 86400000000LL);
+    int64_t rest = us - days * 86400000000LL;
+    /* civil_from_days: days since 1970-01-01 -> (year, month, day), proleptic Gregorian */
+    int64_t z = days + 719468;
+    int64_t era = floor_div(z, 146097);
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t year = yoe + era * 400;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int day = (int)(doy - (153 * mp + 2) / 5 + 1);
+    int month = (int)(mp < 10 ? mp + 3 : mp - 9);
+    year += month <= 2;
+    if (year < 1 || year > 9999) {
+        PyErr_SetString(PyExc_OverflowError, "date value out of range");
+        return NULL;
+    }
+    int hour = (int)(rest / 3600000000LL), minute = (int)(rest / 60000000LL % 60);
+    int second = (int)(rest / 1000000 % 60), micro = (int)(rest % 1000000);
+    return PyDateTimeAPI->DateTime_FromDateAndTime((int)year, month, day, hour, minute, second, micro, utc_tz,
+                                                   PyDateTimeAPI->DateTimeType);
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "Scan an ExportTraceServiceRequest's spans (see the module's comment)."},
     {"recipe", recipe, METH_O, "What scan needs to build records itself (see the comment on records)."},
+    {"utc_datetime", utc_datetime, METH_O, "Nanoseconds since the epoch as an aware UTC datetime (rows.ts)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_spanscan", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__spanscan(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__spanscan(void) {
+    PyDateTime_IMPORT;
+    if (!PyDateTimeAPI)
+        return NULL;
+    utc_tz = PyDateTimeAPI->TimeZone_UTC;
+    return PyModule_Create(&module);
+}

@@ -1,4 +1,5 @@
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 def scan(
@@ -16,3 +17,4 @@ def scan(
     /,
 ) -> list[Any] | None: ...
 def recipe(config: dict[str, Any], /) -> Any: ...
+def utc_datetime(ns: int, /) -> datetime: ...

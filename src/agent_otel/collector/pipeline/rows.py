@@ -8,6 +8,7 @@ tuple per row is the cheapest shape for both.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple
 
@@ -146,9 +147,22 @@ class AgentRow(NamedTuple):
 AGENT_COLUMNS: Final = AgentRow._fields
 
 
-def ts(ns: int) -> datetime:
+def _ts(ns: int) -> datetime:
     """Nanoseconds since the epoch as an aware UTC datetime (microsecond precision)."""
     return EPOCH + timedelta(0, 0, ns // 1000)  # positional: a fifth faster than microseconds=
+
+
+def _compiled_ts() -> Callable[[int], datetime]:
+    """The same in C, ten times faster (``_spanscan.c``, "timestamps"; test_rows.py compares them),
+    or ``_ts`` when the extension is not built."""
+    try:
+        from agent_otel.collector.pipeline._spanscan import utc_datetime
+    except ImportError:  # pragma: no cover - built wherever tests run
+        return _ts
+    return utc_datetime
+
+
+ts: Final = _compiled_ts()
 
 
 # Rows are built with ``tuple.__new__`` and a tuple display: a NamedTuple's own constructor is a
