@@ -54,7 +54,12 @@ class Feedback:
 
 @dataclass(slots=True)
 class SpanRecord:
-    """One normalized, sanitized span."""
+    """One normalized, sanitized span.
+
+    The C scanner builds most records itself, filling these slots directly (``normalize._recipe``
+    hands it the fields and their defaults; the normalizer refuses to start if this stops being a
+    slots dataclass). A new field takes its default there, so one that ``_record`` sets needs the
+    same in ``_spanscan.c``; test_spanscan.py compares the two builds."""
 
     tenant_id: str
     trace_id: str
