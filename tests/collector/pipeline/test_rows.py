@@ -59,3 +59,33 @@ def test_the_result_is_an_aware_datetime_in_utc() -> None:
     value = rows.ts(1_795_000_000 * 10**9 + 1_500)
     assert value == datetime(2026, 11, 18, 11, 6, 40, 1, tzinfo=UTC)
     assert value.utcoffset() is not None and value.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+
+
+def test_agent_rows_merge_as_the_store_merges_one_row_per_execution() -> None:
+    import time as clock
+
+    from bench.loadgen import build_bodies
+
+    from agent_otel.collector.pipeline.assemble import StoredState, assemble
+    from agent_otel.collector.pipeline.normalize import Limits, Normalizer
+    from agent_otel.collector.pipeline.sanitize import SpanSanitizer
+    from agent_otel.collector.receiver.decode import decode_traces
+    from agent_otel.collector.storage.store import _merge_agents
+    from agent_otel.sanitize import RedactionCounts
+    from agent_otel.settings import SanitizerSettings
+
+    normalizer = Normalizer(SpanSanitizer(SanitizerSettings()))
+    limits = Limits(clock.time_ns(), 86_400 * 10**9, 86_400 * 10**9, 32)
+    spans = []
+    for body, _ in build_bodies(3_000, 256, 7):
+        spans += normalizer.traces(decode_traces(body, "protobuf"), "default", limits, RedactionCounts(), body).spans
+    plans = assemble(spans, StoredState()).executions
+    assert len(plans) > 500
+    # vary the metadata the merge keeps: the latest non-empty description, version and service
+    for index, plan in enumerate(plans):
+        plan.record.agent_description = f"d{index}" if index % 3 == 0 else None
+        plan.record.agent_version = f"v{index}" if index % 5 == 0 else None
+        plan.record.service_name = f"s{index}" if index % 7 == 0 else None
+    expected = sorted(_merge_agents([rows.agent_row(plan) for plan in plans]))
+    assert sorted(rows.agent_rows(plans)) == expected
+    assert len(expected) == len({(p.record.tenant_id, p.agent_id) for p in plans})

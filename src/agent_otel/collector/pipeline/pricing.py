@@ -106,6 +106,9 @@ class PriceBook:
             self._by_model.setdefault(price.model, []).append(price)
         self._names = sorted(self._by_model, key=len, reverse=True)
         self._match_cache: dict[str, str | None] = {}
+        # (provider, model, day) -> price: LLM spans repeat a few models, and looking one up
+        # built three lists per span (issue 7); the book does not change once built
+        self._price_cache: dict[tuple[str | None, str, date], Price | None] = {}
 
     def _match(self, model: str) -> str | None:
         key = model.lower()
@@ -123,6 +126,16 @@ class PriceBook:
         return found
 
     def price_of(self, provider: str | None, model: str, day: date) -> Price | None:
+        key = (provider, model, day)
+        if key in self._price_cache:
+            return self._price_cache[key]
+        price = self._price_of(provider, model, day)
+        if len(self._price_cache) > 10_000:
+            self._price_cache.clear()
+        self._price_cache[key] = price
+        return price
+
+    def _price_of(self, provider: str | None, model: str, day: date) -> Price | None:
         name = self._match(model)
         if name is None:
             return None

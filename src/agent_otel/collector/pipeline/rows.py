@@ -8,7 +8,7 @@ tuple per row is the cheapest shape for both.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple
 
@@ -333,3 +333,38 @@ def agent_row(plan: ExecutionPlan) -> AgentRow:
         seen,
         seen,
     )
+
+
+def agent_rows(plans: Iterable[ExecutionPlan]) -> list[AgentRow]:
+    """One ``agent_row`` per agent for a group's executions, merged as the store merges them
+    (first and last seen widened; name, description, version and service from the latest
+    execution that has them), without building a row per execution: a group holds about a
+    thousand executions of a few dozen agents (issue 7)."""
+    merged: dict[tuple[str, str], list[Any]] = {}
+    for plan in plans:
+        rec = plan.record
+        key = (rec.tenant_id, plan.agent_id)
+        seen = merged.get(key)
+        start = rec.start_ns
+        if seen is None:
+            merged[key] = [
+                start,
+                start,
+                plan.agent_name,
+                rec.agent_description,
+                rec.agent_version,
+                rec.service_name,
+            ]
+            continue
+        if start < seen[0]:
+            seen[0] = start
+        elif start > seen[1]:
+            seen[1] = start
+        seen[2] = plan.agent_name
+        seen[3] = rec.agent_description or seen[3]
+        seen[4] = rec.agent_version or seen[4]
+        seen[5] = rec.service_name or seen[5]
+    return [
+        AgentRow(tenant, agent, name, description, version, service, ts(first), ts(last))
+        for (tenant, agent), (first, last, name, description, version, service) in merged.items()
+    ]

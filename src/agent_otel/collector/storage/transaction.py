@@ -46,7 +46,7 @@ from agent_otel.collector.pipeline.rows import (
     FeedbackRow,
     LogRow,
     StepRow,
-    agent_row,
+    agent_rows,
     event_log_row,
     execution_row,
     feedback_row,
@@ -215,7 +215,7 @@ def write_group(
 
     # 7. rows every group shares (agents, rollups) last: concurrent writers hold those locks only
     # for the end of their transactions
-    store.upsert_agents([agent_row(plan) for plan in asm.executions])
+    store.upsert_agents(agent_rows(asm.executions))
     for hook in hooks:
         hook.apply(conn, store, changes)
     return changes
