@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from agent_otel.collector.analytics import outbox
 from agent_otel.collector.analytics.aggregate import aggregate
-from agent_otel.collector.analytics.hook import RollupHook
+from agent_otel.collector.analytics.hook import RollupHook, RollupInput
 from agent_otel.collector.analytics.outbox import (
     MAX_ATTEMPTS,
     TABLE,
@@ -79,6 +80,47 @@ def test_payload_round_trip_aggregates_alike(db_url: str, engine_for: Callable[[
         assert aggregate(decoded.executions, decoded.deltas, decoded.feedback) == want
 
 
+def test_aggregates_merged_change_set_by_change_set_equal_one_aggregate(
+    db_url: str, engine_for: Callable[[str], Engine]
+) -> None:
+    """The applier aggregates a round's deltas a chunk at a time and merges the aggregates
+    (``merge_aggregate``): the same as aggregating every change set at once."""
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    capture = Capture()
+    for spans_per_trace in (3, 4, 2, 5):
+        spans = finished_spans(spans_per_trace)
+        late = [s for s in spans if s.name.startswith("chat")][::2]
+        with engine.begin() as conn:
+            write_group(conn, [batch_of([s for s in spans if s not in late])], [capture])
+        with engine.begin() as conn:
+            write_group(conn, [batch_of(late)], [capture])
+    assert sum(len(c.executions) for c in capture.changes) >= 4
+    assert any(c.deltas for c in capture.changes)
+    merged = RollupInput()
+    for changes in capture.changes:
+        merged.add(decode(encode(changes)))
+    everything = ChangeSet()
+    for changes in capture.changes:
+        everything.merge(decode(encode(changes)))
+    assert merged.agg == aggregate(everything.executions, everything.deltas, everything.feedback, interactions=False)
+    whole = RollupInput()
+    whole.add(everything)
+    assert merged.pairs == whole.pairs and merged.per_pair == whole.per_pair
+
+
+def test_a_round_aggregated_in_chunks_gives_exact_rollups(
+    db_url: str, engine_for: Callable[[str], Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    _ingest(engine, 6)
+    monkeypatch.setattr(outbox, "_CHUNK_EXECUTIONS", 1)  # every delta its own chunk
+    assert RollupApplier(engine, RollupHook()).run_once() == 6
+    rollups = assert_rollups_match_raw(engine)
+    assert metric_row(rollups, "support-bot-id", "day")["total_executions"] == 6 * 3
+
+
 def test_unknown_payload_format_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown rollup outbox format"):
         decode(b'{"v": 99, "e": [], "d": [], "f": []}')
@@ -113,13 +155,13 @@ def test_deltas_written_during_a_round_are_applied_after_the_pace_not_the_interv
     class WriterMeanwhile(RollupHook):
         rounds = 0
 
-        def apply(self, conn: Connection, store: Store, changes: ChangeSet) -> None:
+        def apply_input(self, conn: Connection, data: RollupInput) -> None:
             self.rounds += 1
             if self.rounds == 1:  # another writer commits while this round runs (before it locks rows)
                 writer = threading.Thread(target=_ingest, args=(engine, 1))
                 writer.start()
                 writer.join(30)
-            super().apply(conn, store, changes)
+            super().apply_input(conn, data)
 
     hook = WriterMeanwhile()
     applier = RollupApplier(engine, hook, interval=60.0, pace=0.2, batch=32)  # never full; a long interval
@@ -137,13 +179,15 @@ def test_deltas_written_during_a_round_are_applied_after_the_pace_not_the_interv
 
 
 class CountingHook(RollupHook):
+    """Counts the applier's rounds (``apply_input`` is what a round calls)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.rounds = 0
 
-    def apply(self, conn: Connection, store: Store, changes: ChangeSet) -> None:
+    def apply_input(self, conn: Connection, data: RollupInput) -> None:
         self.rounds += 1
-        super().apply(conn, store, changes)
+        super().apply_input(conn, data)
 
 
 @pytest.mark.parametrize("pace", [0.0, 0.5])
@@ -242,8 +286,8 @@ def test_a_failed_round_leaves_its_deltas_for_the_next(db_url: str, engine_for: 
     class FailsOnce(RollupHook):
         failed = False
 
-        def apply(self, conn: Connection, store: Store, changes: ChangeSet) -> None:
-            super().apply(conn, store, changes)  # the rollup rows are written, then the round fails
+        def apply_input(self, conn: Connection, data: RollupInput) -> None:
+            super().apply_input(conn, data)  # the rollup rows are written, then the round fails
             if not self.failed:
                 self.failed = True
                 raise RuntimeError("crash after writing rollups")

@@ -185,6 +185,43 @@ def aggregate(
     return out
 
 
+def merge_aggregate(into: Aggregate, other: Aggregate) -> None:
+    """Add ``other`` to ``into``: aggregating two sets of changes apart and merging is the same as
+    aggregating them together (each state's ``merge`` is exact). ``other``'s states are taken,
+    not copied. For aggregates made with ``interactions=False`` (the hook's)."""
+    if other.interactions:
+        raise ValueError("merge_aggregate takes aggregates made with interactions=False")
+    for key, state in other.metrics.items():
+        mine = into.metrics.get(key)
+        if mine is None:
+            into.metrics[key] = state
+        else:
+            mine.merge(state)
+    for pair, facts in other.feedback.items():
+        into.feedback.setdefault(pair, []).extend(facts)
+    for day, usage in other.usage.items():
+        known = into.usage.get(day)
+        if known is None:
+            into.usage[day] = usage
+        else:
+            known.merge(usage)
+    for agent_key, agent in other.agents.items():
+        total = into.agents.get(agent_key)
+        if total is None:
+            into.agents[agent_key] = agent
+            continue
+        total.executions += agent.executions
+        total.users += agent.users
+        total.rating_count += agent.rating_count
+        total.rating_sum += agent.rating_sum
+        if agent.last_executed_at is not None and (
+            total.last_executed_at is None or agent.last_executed_at > total.last_executed_at
+        ):
+            total.last_executed_at = agent.last_executed_at
+        if agent.first_seen is not None and (total.first_seen is None or agent.first_seen < total.first_seen):
+            total.first_seen = agent.first_seen
+
+
 # One execution of a (tenant, user, agent) pair, as the interactions upsert sums them: tenant,
 # user, agent, succeeded, started_at, its UTC hour of day and weekday (Monday = 0); the last four
 # are None for a pair that only received feedback.

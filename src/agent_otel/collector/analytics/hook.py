@@ -32,7 +32,13 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from agent_otel.collector.analytics.aggregate import PairExecution, aggregate, pair_executions
+from agent_otel.collector.analytics.aggregate import (
+    Aggregate,
+    PairExecution,
+    aggregate,
+    merge_aggregate,
+    pair_executions,
+)
 from agent_otel.collector.analytics.periods import starts_of
 from agent_otel.collector.analytics.state import (
     AgentState,
@@ -75,6 +81,25 @@ def needs_rollup(changes: ChangeSet) -> bool:
     return bool(changes.executions or changes.deltas or changes.feedback)
 
 
+@dataclass(slots=True)
+class RollupInput:
+    """What the rollups need of one or more change sets: their aggregate, and each execution with a
+    user as a ``PairExecution`` row (the interactions upsert sums those in SQL). Built by ``add``,
+    one change set at a time, so the applier can let go of each batch of decoded deltas before
+    the next (``outbox.apply_deltas``)."""
+
+    agg: Aggregate = field(default_factory=Aggregate)
+    pairs: list[PairExecution] = field(default_factory=list)
+    per_pair: dict[PairKey, int] = field(default_factory=dict)
+
+    def add(self, changes: ChangeSet) -> None:
+        merge_aggregate(self.agg, aggregate(changes.executions, changes.deltas, changes.feedback, interactions=False))
+        pairs, per_pair = pair_executions(changes.executions)
+        self.pairs += pairs
+        for pair, count in per_pair.items():
+            self.per_pair[pair] = self.per_pair.get(pair, 0) + count
+
+
 class RollupHook:
     """A ``ChangeHook`` that keeps every rollup table current."""
 
@@ -85,15 +110,20 @@ class RollupHook:
     def apply(self, conn: Connection, store: Store, changes: ChangeSet) -> None:
         if not needs_rollup(changes):
             return
-        clock = time.perf_counter
-        started = clock()
-        agg = aggregate(changes.executions, changes.deltas, changes.feedback, interactions=False)
-        pairs, per_pair = pair_executions(changes.executions)
+        started = time.perf_counter()
+        data = RollupInput()
+        data.add(changes)
+        self.timings.add("aggregate", time.perf_counter() - started)
+        self.apply_input(conn, data)
+
+    def apply_input(self, conn: Connection, data: RollupInput) -> None:
+        """Add an aggregate of changes (``RollupInput``) to every rollup table, in this order."""
+        agg, pairs, per_pair = data.agg, data.pairs, data.per_pair
         if agg.empty:
             return
+        clock = time.perf_counter
         rollups = rollup_store_for(conn)
         t0 = clock()
-        self.timings.add("aggregate", t0 - started)
 
         new_pairs = self._interactions(rollups, pairs, per_pair, agg.feedback, agg.agents)
         t1 = clock()
