@@ -257,6 +257,29 @@ def test_when_the_writers_go_quiet_pending_deltas_do_not_wait_the_pace(
     assert metric_row(assert_rollups_match_raw(engine), "support-bot-id", "day")["total_executions"] == 9
 
 
+def test_deltas_written_long_enough_before_a_round_ended_do_not_wait_for_quiet(
+    pg_url: str, engine_for: Callable[[str], Engine]
+) -> None:
+    """PostgreSQL: a delta's created_at is when it was written, so after a round the applier sees
+    that the newest pending delta is already older than ``quiet`` (the load ended while the round
+    ran) and goes on at once instead of watching the outbox for another ``quiet``."""
+    engine = engine_for(pg_url)
+    migrate.upgrade(engine)
+    _ingest(engine, 2)
+    quiet = 1.0
+    applier = RollupApplier(engine, RollupHook(), pace=60.0, quiet=quiet)
+    count, age = applier._outbox_state()
+    assert count == 2 and age is not None and 0 <= age < quiet
+    time.sleep(quiet + 0.1)
+    started = time.monotonic()
+    applier._pace(started)  # the round "started" now: without the age it would wait `quiet` at least
+    assert time.monotonic() - started < quiet / 2
+    _ingest(engine, 1)  # a fresh delta: the writers are busy, so the pace is kept until they stop
+    started = time.monotonic()
+    applier._pace(started)
+    assert quiet <= time.monotonic() - started < 30
+
+
 def test_a_round_takes_at_most_max_bytes_of_payload_but_always_one_delta(
     db_url: str, engine_for: Callable[[str], Engine]
 ) -> None:

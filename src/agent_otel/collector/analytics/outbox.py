@@ -115,10 +115,16 @@ class OutboxHook:
 
     def apply(self, conn: Connection, store: Store, changes: ChangeSet) -> None:
         if needs_rollup(changes):
-            conn.execute(_INSERT, {"payload": encode(changes)})
+            insert = _INSERT_PG if conn.dialect.name == "postgresql" else _INSERT
+            conn.execute(insert, {"payload": encode(changes)})
 
 
 _INSERT: Final = text(f"INSERT INTO {TABLE} (payload) VALUES (:payload)")
+# On PostgreSQL a delta's created_at is when it was written (clock_timestamp(), a few milliseconds
+# before its commit), not when its transaction began (now()): the applier tells from the newest
+# one whether the writers have gone quiet (RollupApplier._pace), and a write transaction lasts
+# longer than that quiet stretch under load.
+_INSERT_PG: Final = text(f"INSERT INTO {TABLE} (payload, created_at) VALUES (:payload, clock_timestamp())")
 
 
 # -- the apply side ------------------------------------------------------------------------------
@@ -280,27 +286,36 @@ class RollupApplier:
         deadline = started + self.pace
         if deadline <= time.monotonic():
             return
-        seen, since = self._outbox_state(), time.monotonic()
+        seen, newest = self._outbox_state()
+        if newest is not None and newest >= self.quiet:
+            return  # the last delta was written during the round, long enough ago: the load ended
+        since = time.monotonic()
         poll = self.quiet / 4  # a quiet stretch is seen within a quarter of `quiet` of its length
         while (rest := deadline - time.monotonic()) > 0:
             if self._wake.wait(min(rest, poll)):
                 self._wake.clear()
                 return
-            now = self._outbox_state()
+            now, newest = self._outbox_state()
             if now is None or now != seen:
                 seen, since = now, time.monotonic()
             elif time.monotonic() - since >= self.quiet:
                 return
 
-    def _outbox_state(self) -> int | None:
-        """Pending deltas (``backlog``): while this applier waits only writers change it, so it
-        grows whenever one commits a delta. None when the database is away (keep pacing; the
-        round itself will report it)."""
+    def _outbox_state(self) -> tuple[int | None, float | None]:
+        """(pending deltas, seconds since the newest was written). While this applier waits
+        only writers change the count, so it grows whenever one commits a delta; the age is
+        known on PostgreSQL (``_INSERT_PG``), None elsewhere. (None, None) when the database is
+        away (keep pacing; the round itself will report it)."""
         try:
             with self.engine.connect() as conn:
-                return backlog(conn)[0]
+                if conn.dialect.name != "postgresql":
+                    return backlog(conn)[0], None
+                count, age = conn.execute(
+                    text(f"SELECT count(*), extract(epoch FROM clock_timestamp() - max(created_at)) FROM {TABLE}")
+                ).one()
+                return int(count), None if age is None else float(age)
         except Exception:
-            return None
+            return None, None
 
     def run_once(self) -> int:
         """One round: returns the deltas applied (0 if another applier holds the lock)."""
