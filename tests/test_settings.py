@@ -24,11 +24,13 @@ def test_a_listen_address_is_host_and_port() -> None:
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def test_workers_unset_is_one_per_cpu_on_postgresql_and_one_on_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+def test_workers_unset_is_one_per_cpu_but_one_on_postgresql_and_one_on_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2})
     assert load_settings({"db_url": PG}, environ={}).worker_count == 2
     assert load_settings({}, environ={}).worker_count == 1  # the embedded SQLite default: one writer
     assert load_settings({"db_url": PG, "single_process": True}, environ={}).worker_count == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})  # this project's machine
+    assert load_settings({"db_url": PG}, environ={}).worker_count == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(32)))
     assert load_settings({"db_url": PG}, environ={}).worker_count == AUTO_WORKERS_MAX
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {3})

@@ -162,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         type=int,
-        help="ingest processes sharing the OTLP listeners (default: one per CPU, at most 4, on PostgreSQL;"
-        " one on SQLite)",
+        help="ingest processes sharing the OTLP listeners (default on PostgreSQL: one per CPU but one, at least 1,"
+        " at most 4; on SQLite: one)",
     )
     serve.add_argument(
         "--single-process",

@@ -215,8 +215,9 @@ class Settings(BaseModel):
         ge=1,
         le=64,
         description=(
-            "ingest processes sharing the OTLP listeners; unset: one per CPU this process may use, at most"
-            f" {AUTO_WORKERS_MAX}, on PostgreSQL, and one on SQLite (it takes one writer at a time)"
+            "ingest processes sharing the OTLP listeners; unset: on PostgreSQL one per CPU this process may use"
+            f" but one (left to the rollup applier and the database), at least 1 and at most {AUTO_WORKERS_MAX};"
+            " on SQLite one (it takes one writer at a time)"
         ),
     )
     single_process: bool = Field(
@@ -275,14 +276,16 @@ class Settings(BaseModel):
 
 def auto_workers() -> int:
     """Ingest processes when ``workers`` is unset (PostgreSQL): one per CPU this process may run
-    on, at most ``AUTO_WORKERS_MAX``. One process is bound by its interpreter well before a
-    PostgreSQL on the same two cores is (issue 7, docs/performance.md); each more costs about
-    80 MB under full load."""
+    on but one, at least one and at most ``AUTO_WORKERS_MAX``. The CPU left over is for the
+    supervisor's rollup applier and, as often as not, the database on the same machine: on two
+    cores shared with PostgreSQL a second worker bought 4 to 8% more spans per second for about
+    65 MB more memory at full load, which took the collector past 300 MB over gRPC (issue 7,
+    docs/performance.md)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, AUTO_WORKERS_MAX))
+    return max(1, min(cpus - 1, AUTO_WORKERS_MAX))
 
 
 def normalize_db_url(url: str) -> str:
