@@ -13,10 +13,10 @@ directly, and it costs one state update per execution instead of four.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from agent_otel.collector.analytics.periods import PERIODS, Period, starts_of, utc
 from agent_otel.collector.analytics.state import (
@@ -185,26 +185,31 @@ def aggregate(
     return out
 
 
+K = TypeVar("K")
+S = TypeVar("S")
+
+
+def merge_states(into: dict[K, S], items: Iterable[tuple[K, S]], merge: Callable[[S, S], None]) -> None:
+    """Fold ``items`` into ``into``: a new key takes its state as it is (not copied), a known key's
+    state is merged into the one already there (``merge(mine, theirs)``)."""
+    for key, state in items:
+        mine = into.get(key)
+        if mine is None:
+            into[key] = state
+        else:
+            merge(mine, state)
+
+
 def merge_aggregate(into: Aggregate, other: Aggregate) -> None:
     """Add ``other`` to ``into``: aggregating two sets of changes apart and merging is the same as
     aggregating them together (each state's ``merge`` is exact). ``other``'s states are taken,
     not copied. For aggregates made with ``interactions=False`` (the hook's)."""
     if other.interactions:
         raise ValueError("merge_aggregate takes aggregates made with interactions=False")
-    for key, state in other.metrics.items():
-        mine = into.metrics.get(key)
-        if mine is None:
-            into.metrics[key] = state
-        else:
-            mine.merge(state)
+    merge_states(into.metrics, other.metrics.items(), MetricState.merge)
     for pair, facts in other.feedback.items():
         into.feedback.setdefault(pair, []).extend(facts)
-    for day, usage in other.usage.items():
-        known = into.usage.get(day)
-        if known is None:
-            into.usage[day] = usage
-        else:
-            known.merge(usage)
+    merge_states(into.usage, other.usage.items(), UsageState.merge)
     for agent_key, agent in other.agents.items():
         total = into.agents.get(agent_key)
         if total is None:

@@ -39,6 +39,7 @@ from agent_otel.collector.analytics.aggregate import (
     ExecutionFacts,
     FeedbackFacts,
     aggregate,
+    merge_states,
 )
 from agent_otel.collector.analytics.hook import RollupHook
 from agent_otel.collector.analytics.outbox import APPLIER_LOCK, drain
@@ -322,13 +323,8 @@ class _Builder:
         agg = aggregate(executions, (), feedback, periods=PERIODS)
         now = {k: v for k, v in agg.metrics.items() if k[2] in ("hour", "day")}
         self._write_metrics(now)
-        for key, state in agg.metrics.items():
-            if key[2] in ("week", "month"):
-                into = self.pending.get(key)
-                if into is None:
-                    self.pending[key] = state
-                else:
-                    into.merge(state)
+        later = ((key, state) for key, state in agg.metrics.items() if key[2] in ("week", "month"))
+        merge_states(self.pending, later, MetricState.merge)
         usage_rows = []
         for usage_key in sorted(agg.usage):
             day_start = datetime.combine(usage_key[2], datetime.min.time(), tzinfo=UTC)
@@ -337,12 +333,7 @@ class _Builder:
         self.store.insert_rows(USAGE, usage_rows)
         self._count("usage_daily", len(usage_rows))
         if self.full:
-            for pair, interaction in agg.interactions.items():
-                into_pair = self.interactions.get(pair)
-                if into_pair is None:
-                    self.interactions[pair] = interaction
-                else:
-                    into_pair.merge_executions(interaction)
+            merge_states(self.interactions, agg.interactions.items(), InteractionState.merge_executions)
             for agent_key, agent_state in agg.agents.items():
                 if agent_state.executions:
                     total = self.agents.setdefault(agent_key, AgentState())
