@@ -43,7 +43,7 @@ from agent_otel.collector.receiver.grpc import add_otlp_services
 from agent_otel.collector.receiver.http import create_otlp_http_app
 from agent_otel.collector.security import IngestAuthenticator, KeyTable, install_tenant_scope
 from agent_otel.collector.storage import migrate
-from agent_otel.collector.storage.database import create_db_engine, is_sqlite_url
+from agent_otel.collector.storage.database import READ_ONLY, create_db_engine, is_sqlite_url
 from agent_otel.collector.storage.partitions import ensure_partitions
 from agent_otel.collector.storage.schema import model_prices
 from agent_otel.collector.storage.transaction import ChangeHook
@@ -100,7 +100,8 @@ def bind(address: ListenAddress, reuse_port: bool = False, listen: bool = True) 
 
 def writer_engine(settings: Settings) -> Engine:
     """The writer's own engine. On SQLite every transaction starts with BEGIN IMMEDIATE, so the
-    write lock is taken up front (no lock upgrade, no SQLITE_BUSY deadlock between processes)."""
+    write lock is taken up front (no lock upgrade, no SQLITE_BUSY deadlock between processes);
+    a connection from ``reading(engine)`` begins a plain (deferred) read transaction instead."""
     engine = (
         # the writer handles lost connections itself (StorageUnavailable, probe, reconnect), so no
         # per-transaction ping round trip
@@ -116,7 +117,7 @@ def writer_engine(settings: Settings) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
     return engine
 

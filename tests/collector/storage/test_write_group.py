@@ -111,6 +111,47 @@ def test_duplicates_across_and_within_groups_insert_once(db_url: str, engine_for
     assert tuple(counts) == (2, 6, 2)
 
 
+def test_a_group_of_stored_and_new_spans_returns_only_the_new_rows(
+    db_url: str, engine_for: Callable[[str], Engine]
+) -> None:
+    """Nearly every insert is all new; when some keys are stored already, the change set (what
+    rollups and metrics count) holds the new rows alone, each once."""
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    first, second = finished_spans(1), finished_spans(2, fail_tool=True)
+    write(engine, first)
+    with engine.begin() as conn:  # a retried request next to a new one, the new one twice
+        changes = write_group(conn, [batch_of(first), batch_of(second), batch_of(second)], [])
+    new_ids = {format(s.context.span_id, "016x") for s in second}
+    assert len(changes.executions) == 2 and len(changes.steps) == 6
+    assert {r.span_id for r in changes.executions} | {r.span_id for r in changes.steps} == new_ids
+    with engine.connect() as conn:
+        counts = conn.execute(
+            text("SELECT (SELECT count(*) FROM agent_executions), (SELECT count(*) FROM agent_steps)")
+        ).one()
+    assert tuple(counts) == (3, 9)
+
+
+def test_a_row_the_database_refuses_fails_the_insert_not_only_a_conflict(
+    db_url: str, engine_for: Callable[[str], Engine]
+) -> None:
+    """Skipping stored keys must not skip a row that breaks another constraint (NOT NULL): that
+    fails the write, so the writer isolates the request instead of acknowledging a lost row."""
+    from agent_otel.collector.pipeline.rows import STEP_COLUMNS, STEP_KEY
+    from agent_otel.collector.storage.store import store_for
+
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        good = write_group(conn, [batch_of(finished_spans(1))], []).steps[0]
+        conn.rollback()
+    bad = good._replace(name=None)  # type: ignore[attr-defined]
+    with pytest.raises(Exception, match=r"(?i)null"), engine.begin() as conn:
+        store_for(conn).insert_new("agent_steps", STEP_COLUMNS, STEP_KEY, [good, bad])
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM agent_steps")).scalar() == 0
+
+
 def test_orphan_sweep_adopts_what_a_concurrent_writer_left(
     db_url: str, engine_for: Callable[[str], Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,8 +11,10 @@ from contextlib import contextmanager
 
 import httpx
 import psycopg
+import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import OperationalError
 
 from agent_otel.collector.storage.database import libpq_conninfo, sqlite_path
 from agent_otel.collector.storage.transaction import ChangeSet
@@ -197,3 +199,33 @@ def test_a_database_fault_fails_the_request_retryably_and_rejects_nothing(db_url
             assert conn.execute(text("SELECT count(*) FROM agent_executions")).scalar_one() == 3
     finally:
         running.stop()
+
+
+def test_on_sqlite_the_writer_engine_s_reads_take_no_write_lock(sqlite_url: str) -> None:
+    """The rollup applier's outbox polls and the key refresh run on the writer's engine; on
+    SQLite its transactions begin IMMEDIATE (the write lock), except a ``reading`` connection's:
+    a poll must neither wait for the ingest writer nor hold it up."""
+    from agent_otel.collector.service import writer_engine
+    from agent_otel.collector.storage import migrate
+    from agent_otel.collector.storage.database import reading
+
+    engine = writer_engine(make_settings(sqlite_url))
+    answers: list[object] = []
+
+    def poll() -> None:
+        with reading(engine) as conn:
+            answers.append(conn.execute(text("SELECT count(*) FROM rollup_outbox")).scalar())
+
+    try:
+        migrate.upgrade(engine)
+        with write_lock(sqlite_url):  # busy_timeout is 30 s: a poll wanting the lock would wait that long
+            polling = threading.Thread(target=poll)
+            polling.start()
+            polling.join(5)
+            assert not polling.is_alive() and answers == [0]
+            with engine.connect() as conn:  # a write transaction does want the lock
+                conn.connection.driver_connection.execute("PRAGMA busy_timeout = 100")  # type: ignore[union-attr]
+                with pytest.raises(OperationalError, match="locked"):
+                    conn.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()

@@ -49,6 +49,7 @@ from agent_otel.collector.analytics.aggregate import (
 )
 from agent_otel.collector.analytics.hook import RollupHook, RollupInput, needs_rollup
 from agent_otel.collector.pipeline.assemble import Totals
+from agent_otel.collector.storage.database import reading
 from agent_otel.collector.storage.store import Store, parse_sqlite_ts
 from agent_otel.collector.storage.transaction import ChangeSet, ExecutionDelta
 from agent_otel.collector.storage.writer import is_data_error
@@ -307,7 +308,7 @@ class RollupApplier:
         known on PostgreSQL (``_INSERT_PG``), None elsewhere. (None, None) when the database is
         away (keep pacing; the round itself will report it)."""
         try:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 if conn.dialect.name != "postgresql":
                     return backlog(conn)[0], None
                 count, age = conn.execute(
@@ -355,7 +356,7 @@ class RollupApplier:
     def _isolate(self) -> int:
         """A batch failed for a reason other than the database's availability: apply its deltas
         alone, so one bad delta is set aside (after ``MAX_ATTEMPTS``) and the others apply."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             ids = [
                 int(r[0])
                 for r in conn.execute(
@@ -379,7 +380,7 @@ class RollupApplier:
     def _report(self) -> None:
         if self.metrics is None:
             return
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             count, oldest = backlog(conn)
         lag = 0.0 if oldest is None else max(0.0, time.time() - oldest.timestamp())
         self.metrics.rollup_backlog(count, lag)
@@ -393,7 +394,7 @@ class RollupApplier:
             except Exception as exc:
                 if not _transient(exc):  # a busy database (another writer) is retried
                     raise
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 if backlog(conn)[0] == 0:
                     return True
             time.sleep(0.05)

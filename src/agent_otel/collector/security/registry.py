@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, select, update
 
 from agent_otel.collector.security.credentials import Kind, digest, generate, preview, validate_tenant
+from agent_otel.collector.storage.database import reading
 from agent_otel.collector.storage.schema import access_keys
 
 
@@ -113,5 +114,5 @@ def active_keys(engine: Engine) -> list[ActiveKey]:
     query = select(access_keys.c.key_hash, access_keys.c.kind, access_keys.c.tenant_id, access_keys.c.key_id).where(
         access_keys.c.revoked_at.is_(None)
     )
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return [ActiveKey(*row) for row in conn.execute(query)]

@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from agent_otel.settings import Settings
@@ -27,6 +27,19 @@ def configure_sqlite_connection(conn: sqlite3.Connection, synchronous: str) -> N
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA foreign_keys=ON")
+
+
+# Execution option of a connection that only reads: on the writer's SQLite engine its transactions
+# begin DEFERRED (a snapshot, no write lock) instead of IMMEDIATE (service.writer_engine).
+READ_ONLY = "agent_otel_read_only"
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads alone. On SQLite, a poll of the writer's engine (the rollup
+    applier's outbox checks, the key refresh) otherwise took the database's one write lock, so it
+    queued behind the ingest writer and held it up in turn, for a read. In WAL mode a reader never
+    blocks the writer."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
 
 
 def create_db_engine(settings: Settings, **kwargs: Any) -> Engine:

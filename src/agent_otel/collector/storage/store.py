@@ -615,26 +615,48 @@ class SqliteStore(Store):
         sql = f"SELECT {select} FROM {temp} k CROSS JOIN {table} t WHERE {on}" + (f" AND {where}" if where else "")
         return [tuple(r) for r in self.raw.execute(sql, params).fetchall()]
 
-    def _existing(self, table: str, key: Sequence[str], keys: list[Row]) -> set[Row]:
-        return set(self._lookup(", ".join(f"t.{_q(k)}" for k in key), table, key, keys))
-
     def insert_new(self, table: str, columns: Sequence[str], key: Sequence[str], rows: list[R]) -> list[R]:
-        """As on PostgreSQL: nearly every row is new, so the rows are inserted at once inside a
-        savepoint; a key that exists already rolls it back, and the rows whose keys are stored
-        are then filtered out first."""
+        """As on PostgreSQL, nearly every row is new, so the rows are inserted at once; a key that
+        is stored already is skipped (``ON CONFLICT DO NOTHING``: a uniqueness conflict only, a
+        NOT NULL or type error still fails the write). When fewer rows went in than were given,
+        the new ones are told by their rowid: above the table's largest before the insert (rowids
+        only grow within the write transaction, which holds the database's one write lock).
+
+        No savepoint, unlike PostgreSQL: SQLite copies every page first changed inside a savepoint
+        to a statement journal (a temporary file, a write per page), and the write needs no
+        rollback point short of the transaction: any error fails the whole transaction, which the
+        writer rolls back before it isolates the request."""
         if not rows:
             return []
         converted = self._convert_for(table, columns, rows)
-        insert = f"INSERT INTO {table} ({', '.join(_q(c) for c in columns)}) VALUES ({', '.join('?' * len(columns))})"
-        self.raw.execute("SAVEPOINT agent_otel_insert")
-        try:
-            self.raw.executemany(insert, converted)
-        except sqlite3.IntegrityError:
-            self.raw.execute("ROLLBACK TO agent_otel_insert")
-            self.raw.execute("RELEASE agent_otel_insert")
-            return self._insert_missing(table, key, insert, columns, rows, converted)
-        self.raw.execute("RELEASE agent_otel_insert")
-        return rows
+        insert = (
+            f"INSERT INTO {table} ({', '.join(_q(c) for c in columns)}) VALUES ({', '.join('?' * len(columns))})"
+            " ON CONFLICT DO NOTHING"
+        )
+        before_rowid = self.raw.execute(f"SELECT coalesce(max(rowid), 0) FROM {table}").fetchone()[0]
+        before_changes = self.raw.total_changes
+        self.raw.executemany(insert, converted)
+        if self.raw.total_changes - before_changes == len(rows):
+            return rows
+        return self._inserted(table, columns, key, rows, converted, before_rowid)
+
+    def _inserted(
+        self, table: str, columns: Sequence[str], key: Sequence[str], rows: list[R], converted: list[Row], rowid: int
+    ) -> list[R]:
+        """The rows of ``rows`` that the insert stored: those whose key is on a row above
+        ``rowid``, each key once (a key twice in one group is stored once, the first row)."""
+        positions = [columns.index(k) for k in key]
+        new = {
+            tuple(r)
+            for r in self.raw.execute(f"SELECT {', '.join(_q(k) for k in key)} FROM {table} WHERE rowid > ?", (rowid,))
+        }
+        out: list[R] = []
+        for original, row in zip(rows, converted, strict=True):
+            k = tuple(row[i] for i in positions)
+            if k in new:
+                new.discard(k)
+                out.append(original)
+        return out
 
     @staticmethod
     def _convert_for(table: str, columns: Sequence[str], rows: Sequence[R]) -> list[Row]:
@@ -651,24 +673,6 @@ class SqliteStore(Store):
                     values[i] = sqlite_value(values[i])
             out.append(tuple(values))
         return out
-
-    def _insert_missing(
-        self, table: str, key: Sequence[str], insert: str, columns: Sequence[str], rows: list[R], converted: list[Row]
-    ) -> list[R]:
-        positions = [columns.index(k) for k in key]
-        existing = self._existing(table, key, list({tuple(r[i] for i in positions) for r in converted}))
-        new_rows: list[R] = []
-        new_converted: list[Row] = []
-        for original, row in zip(rows, converted, strict=True):
-            k = tuple(row[i] for i in positions)
-            if k in existing:
-                continue
-            existing.add(k)  # a key twice in one group is inserted once
-            new_rows.append(original)
-            new_converted.append(row)
-        if new_converted:
-            self.raw.executemany(insert, new_converted)
-        return new_rows
 
     def stored_state(
         self,
