@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -362,6 +363,8 @@ def run(scenario: Scenario, seed: int) -> Outcome:
         process.wait(120)
         if database:
             drop_database(database)
+        if sqlite_dir is not None:
+            shutil.rmtree(sqlite_dir, ignore_errors=True)
     return Outcome(
         scenario,
         sent,

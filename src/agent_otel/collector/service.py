@@ -43,7 +43,13 @@ from agent_otel.collector.receiver.grpc import add_otlp_services
 from agent_otel.collector.receiver.http import create_otlp_http_app
 from agent_otel.collector.security import IngestAuthenticator, KeyTable, install_tenant_scope
 from agent_otel.collector.storage import migrate
-from agent_otel.collector.storage.database import READ_ONLY, create_db_engine, is_sqlite_url
+from agent_otel.collector.storage.database import (
+    READ_ONLY,
+    begin_immediate,
+    checkpoint_wal,
+    create_db_engine,
+    is_sqlite_url,
+)
 from agent_otel.collector.storage.partitions import ensure_partitions
 from agent_otel.collector.storage.schema import model_prices
 from agent_otel.collector.storage.transaction import ChangeHook
@@ -114,10 +120,14 @@ def writer_engine(settings: Settings) -> Engine:
         @event.listens_for(engine, "connect")
         def _autocommit(dbapi_conn: Any, _record: object) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")  # its writers call checkpoint_wal
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+            if conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                begin_immediate(conn.connection.dbapi_connection)
 
     return engine
 
@@ -224,6 +234,7 @@ class Collector:
         deferred = settings.ingest.rollups == "deferred"
         self.unpriced = UnpricedMetrics(self.registry, settings.metrics.max_models, self.health.label_overflow)
         self.engine = writer_engine(settings)
+        checkpointer = (lambda: checkpoint_wal(self.engine)) if is_sqlite_url(settings.db_url) else None
         self.read_engine = create_db_engine(settings)
         self.price_book = load_price_book(settings)
         self.writer = GroupCommitWriter(
@@ -235,6 +246,7 @@ class Collector:
             threads=1 if is_sqlite_url(settings.db_url) else settings.ingest.writer_threads,
             retry_after=settings.ingest.retry_after_seconds,
             metrics=self.health,
+            after_commit=checkpointer,
         )
         self.health.watch_database(lambda: self.writer.available)
         # one applier per deployment runs where the database-wide jobs run (not in ingest workers);
@@ -250,6 +262,7 @@ class Collector:
                 interval=settings.ingest.rollup_interval_seconds,
                 pace=pace,
                 metrics=self.health,
+                after_commit=checkpointer,
             )
         self.keys = KeyTable()  # ingest keys and tenant admin tokens, loaded in prepare_database
         install_tenant_scope(self.read_engine)  # admin API reads run under row-level security

@@ -132,6 +132,29 @@ def test_a_group_of_stored_and_new_spans_returns_only_the_new_rows(
     assert tuple(counts) == (3, 9)
 
 
+def test_rows_given_out_of_key_order_are_all_stored_and_returned_as_given(
+    db_url: str, engine_for: Callable[[str], Engine]
+) -> None:
+    """SQLite inserts a group in key order (fewer page writes); what the caller gets back is
+    still its own rows in its own order, a stored one left out, a new one not."""
+    from agent_otel.collector.pipeline.rows import STEP_COLUMNS, STEP_KEY
+    from agent_otel.collector.storage.store import store_for
+
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        steps = write_group(conn, [batch_of(finished_spans(4))], []).steps
+        conn.rollback()
+    positions = [STEP_COLUMNS.index(k) for k in STEP_KEY]
+    given = sorted(steps, key=lambda r: tuple(str(r[i]) for i in positions), reverse=True)
+    with engine.begin() as conn:
+        assert store_for(conn).insert_new("agent_steps", STEP_COLUMNS, STEP_KEY, given[1:2]) == given[1:2]
+    with engine.begin() as conn:
+        assert store_for(conn).insert_new("agent_steps", STEP_COLUMNS, STEP_KEY, given) == given[:1] + given[2:]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM agent_steps")).scalar() == len(given) == 12
+
+
 def test_a_row_the_database_refuses_fails_the_insert_not_only_a_conflict(
     db_url: str, engine_for: Callable[[str], Engine]
 ) -> None:

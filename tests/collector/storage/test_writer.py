@@ -3,6 +3,7 @@ arrive while a commit is in progress share the next one."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -227,5 +228,77 @@ def test_on_sqlite_the_writer_engine_s_reads_take_no_write_lock(sqlite_url: str)
                 conn.connection.driver_connection.execute("PRAGMA busy_timeout = 100")  # type: ignore[union-attr]
                 with pytest.raises(OperationalError, match="locked"):
                     conn.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+
+
+def test_on_sqlite_a_writer_queued_for_the_lock_gets_it_as_soon_as_it_is_free(sqlite_url: str) -> None:
+    """The writer engine's ``BEGIN IMMEDIATE`` retries within a millisecond or so, not on SQLite's
+    busy-handler schedule (which, after 450 ms of waiting, next looks at 528 ms); it gives up
+    with "database is locked" after the connection's busy timeout, which it leaves as it was."""
+    import time
+
+    from agent_otel.collector.service import writer_engine
+    from agent_otel.collector.storage import migrate
+
+    engine = writer_engine(make_settings(sqlite_url))
+    began: list[float] = []
+
+    def write() -> None:
+        with engine.begin() as conn:
+            began.append(time.monotonic())
+            conn.execute(text("DELETE FROM rollup_outbox"))
+
+    try:
+        migrate.upgrade(engine)
+        with write_lock(sqlite_url):
+            writer = threading.Thread(target=write)
+            writer.start()
+            time.sleep(0.45)
+            assert not began  # still waiting for the lock
+            released = time.monotonic()
+        writer.join(5)
+        assert began and began[0] - released < 0.05
+        with engine.connect() as conn, write_lock(sqlite_url):
+            raw = conn.connection.driver_connection
+            raw.execute("PRAGMA busy_timeout = 150")  # type: ignore[union-attr]
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match="locked"):
+                conn.execute(text("DELETE FROM rollup_outbox"))
+            assert time.monotonic() - started >= 0.15
+            assert raw.execute("PRAGMA busy_timeout").fetchone()[0] == 150  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
+
+
+def test_on_sqlite_the_writers_checkpoint_starts_the_wal_over(sqlite_url: str) -> None:
+    """The writer engine does not checkpoint at commit; ``checkpoint_wal``, which its writers call
+    after theirs, copies the whole log under the write lock, so the next transaction writes the
+    log from its start and it stays the size of a few commits under sustained load (it grew to
+    gigabytes when two processes took turns writing)."""
+    from agent_otel.collector.service import writer_engine
+    from agent_otel.collector.storage import migrate
+    from agent_otel.collector.storage.database import checkpoint_wal, sqlite_path
+
+    def write(rows: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO rollup_outbox (payload) VALUES (:p)"), [{"p": b"x" * 3000}] * rows)
+
+    def wal_bytes() -> int:  # a log that starts over is overwritten from its start: it does not grow
+        return os.path.getsize(sqlite_path(sqlite_url) + "-wal")
+
+    engine = writer_engine(make_settings(sqlite_url))
+    try:
+        migrate.upgrade(engine)
+        checkpoint_wal(engine)
+        write(1)  # the log starts over after the migrations
+        write(1000)
+        first = wal_bytes()
+        write(1000)
+        second = wal_bytes()
+        assert second > 1.5 * first  # no checkpoint at commit: the log grows
+        checkpoint_wal(engine)
+        write(1000)
+        assert wal_bytes() == second  # it started over, into the same file
     finally:
         engine.dispose()

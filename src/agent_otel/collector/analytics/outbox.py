@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import fields
 from datetime import datetime
 from operator import attrgetter
@@ -52,7 +52,7 @@ from agent_otel.collector.pipeline.assemble import Totals
 from agent_otel.collector.storage.database import reading
 from agent_otel.collector.storage.store import Store, parse_sqlite_ts
 from agent_otel.collector.storage.transaction import ChangeSet, ExecutionDelta
-from agent_otel.collector.storage.writer import is_data_error
+from agent_otel.collector.storage.writer import is_data_error, run_after_commit
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +226,10 @@ class RollupApplier:
         batch: int = 256,
         max_bytes: int = 8 * 2**20,
         metrics: ApplierMetrics | None = None,
+        after_commit: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.after_commit = after_commit  # SQLite: checkpoint_wal after a round that wrote
         self.hook = hook
         self.interval = interval
         self.pace = pace
@@ -261,6 +263,8 @@ class RollupApplier:
             try:
                 applied, full = self._run_round()
                 self._backoff = 0.0
+                if applied and self.after_commit is not None:
+                    run_after_commit(self.after_commit)
             except Exception as exc:  # the thread must survive: the deltas wait in the outbox
                 self._backoff = min(max(self._backoff * 2, 0.5), 30.0)
                 log.warning("rollup applier round failed (%s); retrying in %.1f s", type(exc).__name__, self._backoff)

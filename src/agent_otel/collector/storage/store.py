@@ -635,7 +635,14 @@ class SqliteStore(Store):
         )
         before_rowid = self.raw.execute(f"SELECT coalesce(max(rowid), 0) FROM {table}").fetchone()[0]
         before_changes = self.raw.total_changes
-        self.raw.executemany(insert, converted)
+        # In key order: the primary key's index is then filled front to back, each leaf page
+        # changed once while it is in SQLite's cache, not spilled and read back for a later row of
+        # the same transaction. Trace-keyed indexes follow the same order (derived execution ids
+        # begin with the trace id). Measured: +10% at the writer's group size under load, about
+        # 8,000 spans (docs/performance.md).
+        positions = [columns.index(k) for k in key]
+        ordered = sorted(converted, key=lambda r: tuple("" if r[i] is None else r[i] for i in positions))
+        self.raw.executemany(insert, ordered)  # a NULL key still fails in the insert, as NOT NULL
         if self.raw.total_changes - before_changes == len(rows):
             return rows
         return self._inserted(table, columns, key, rows, converted, before_rowid)

@@ -32,7 +32,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -148,6 +148,15 @@ def _describe(exc: BaseException) -> str:
     return f"{type(error).__name__}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
 
 
+def run_after_commit(task: Callable[[], None]) -> None:
+    """Upkeep after a commit (the WAL checkpoint): its failure is logged, never raised, since
+    what was committed is committed and the next commit tries again."""
+    try:
+        task()
+    except Exception as exc:
+        log.warning("after-commit upkeep failed: %s", _describe(exc))
+
+
 class GroupCommitWriter:
     def __init__(
         self,
@@ -160,8 +169,10 @@ class GroupCommitWriter:
         retry_after: int = 2,
         metrics: WriterMetrics | None = None,
         threads: int = 1,
+        after_commit: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.after_commit = after_commit  # SQLite: checkpoint_wal, once the group is answered
         self.hooks = list(hooks)
         self.listeners = list(listeners)
         self.max_queue_spans = max_queue_spans
@@ -249,6 +260,8 @@ class GroupCommitWriter:
             except BaseException as exc:  # the thread must survive anything, or nothing is written
                 log.error("writer failed unexpectedly: %s", type(exc).__name__)
                 self._fail(group, StorageUnavailable("internal error while writing", self.retry_after))
+            if self.after_commit is not None:
+                run_after_commit(self.after_commit)
 
     def _write(self, group: list[_Item]) -> None:
         batches = [item.batch for item in group]
