@@ -49,6 +49,7 @@ from agent_otel.collector.storage.database import (
     checkpoint_wal,
     create_db_engine,
     is_sqlite_url,
+    sqlite_path,
 )
 from agent_otel.collector.storage.partitions import ensure_partitions
 from agent_otel.collector.storage.schema import model_prices
@@ -234,7 +235,8 @@ class Collector:
         deferred = settings.ingest.rollups == "deferred"
         self.unpriced = UnpricedMetrics(self.registry, settings.metrics.max_models, self.health.label_overflow)
         self.engine = writer_engine(settings)
-        checkpointer = (lambda: checkpoint_wal(self.engine)) if is_sqlite_url(settings.db_url) else None
+        on_file = is_sqlite_url(settings.db_url) and sqlite_path(settings.db_url) != ":memory:"
+        checkpointer = (lambda: checkpoint_wal(self.engine)) if on_file else None  # SQLite's WAL
         self.read_engine = create_db_engine(settings)
         self.price_book = load_price_book(settings)
         self.writer = GroupCommitWriter(
