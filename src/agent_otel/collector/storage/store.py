@@ -645,14 +645,14 @@ class SqliteStore(Store):
         self.raw.executemany(insert, ordered)  # a NULL key still fails in the insert, as NOT NULL
         if self.raw.total_changes - before_changes == len(rows):
             return rows
-        return self._inserted(table, columns, key, rows, converted, before_rowid)
+        return self._inserted(table, key, positions, rows, converted, before_rowid)
 
     def _inserted(
-        self, table: str, columns: Sequence[str], key: Sequence[str], rows: list[R], converted: list[Row], rowid: int
+        self, table: str, key: Sequence[str], positions: list[int], rows: list[R], converted: list[Row], rowid: int
     ) -> list[R]:
         """The rows of ``rows`` that the insert stored: those whose key is on a row above
-        ``rowid``, each key once (a key twice in one group is stored once, the first row)."""
-        positions = [columns.index(k) for k in key]
+        ``rowid``, each key once (a key twice in one group is stored once, the first row).
+        ``positions``: where the key's columns are in a row."""
         new = {
             tuple(r)
             for r in self.raw.execute(f"SELECT {', '.join(_q(k) for k in key)} FROM {table} WHERE rowid > ?", (rowid,))

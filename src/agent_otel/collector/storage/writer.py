@@ -260,8 +260,6 @@ class GroupCommitWriter:
             except BaseException as exc:  # the thread must survive anything, or nothing is written
                 log.error("writer failed unexpectedly: %s", type(exc).__name__)
                 self._fail(group, StorageUnavailable("internal error while writing", self.retry_after))
-            if self.after_commit is not None:
-                run_after_commit(self.after_commit)
 
     def _write(self, group: list[_Item]) -> None:
         batches = [item.batch for item in group]
@@ -296,7 +294,8 @@ class GroupCommitWriter:
     def _committed(
         self, group: list[_Item], changes: ChangeSet, seconds: float, result: WriteResult | None = None
     ) -> None:
-        """After a commit: metrics, listeners, then every request of the group is answered."""
+        """After a commit: metrics, listeners, every request of the group is answered, then the
+        upkeep (``after_commit``)."""
         self.metrics.observe_commit(seconds, sum(item.size for item in group), len(group))
         for table, rows in (
             ("agent_executions", changes.executions),
@@ -313,6 +312,8 @@ class GroupCommitWriter:
                 log.error("commit listener %s failed: %s", type(listener).__name__, type(exc).__name__)
         for item in group:
             self._resolve(item, result or WriteResult())
+        if self.after_commit is not None:
+            run_after_commit(self.after_commit)
 
     def _isolate(self, group: list[_Item]) -> None:
         if len(group) > 1:
