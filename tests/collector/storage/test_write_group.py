@@ -275,3 +275,50 @@ def test_trace_lookups_probe_indexes_without_statistics(pg_url: str, engine_for:
             cur.execute("EXPLAIN " + pg._executions_by_trace(names), params)
             probe = next(row[0] for row in cur.fetchall() if f" on {today} " in row[0])
         assert "trace_id" in probe.split(" using ")[1].split(" on ")[0], probe
+
+
+def test_a_late_step_of_a_nested_agent_counts_for_that_execution_alone(
+    db_url: str, engine_for: Callable[[str], Engine]
+) -> None:
+    """Both executions of a nested agent share one trace, and an execution's stored steps are
+    looked up through the trace (there is no index on the steps' execution id): the late step
+    must change the inner execution's totals, and the outer one's must stay as they were."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from tests.otlp_helpers import sdk_provider
+
+    def agent(name: str) -> dict[str, str]:
+        return {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": name, "gen_ai.agent.id": name}
+
+    def chat(tokens: int) -> dict[str, str | int]:
+        return {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.usage.input_tokens": tokens,
+            "gen_ai.usage.output_tokens": tokens // 10,
+        }
+
+    memory = InMemorySpanExporter()
+    with sdk_provider(memory) as tracer:
+        with tracer.start_as_current_span("invoke_agent outer", attributes=agent("outer")):
+            with tracer.start_as_current_span("chat", attributes=chat(1000)):
+                pass
+            with (
+                tracer.start_as_current_span("invoke_agent inner", attributes=agent("inner")),
+                tracer.start_as_current_span("chat", attributes=chat(300)),
+            ):
+                pass
+        spans = list(memory.get_finished_spans())
+    late = next(s for s in spans if s.name == "chat" and (s.attributes or {}).get("gen_ai.usage.input_tokens") == 300)
+
+    engine = engine_for(db_url)
+    migrate.upgrade(engine)
+    write(engine, [s for s in spans if s is not late])
+    changes = write(engine, [late])
+    assert [(d.agent_id, d.before.input_tokens, d.after.input_tokens) for d in changes.deltas] == [("inner", 0, 300)]
+    with engine.connect() as conn:
+        totals: dict[str, int] = dict(
+            conn.execute(text("SELECT agent_id, input_tokens FROM agent_executions ORDER BY agent_id")).all()
+        )
+    assert totals == {"inner": 300, "outer": 1000}

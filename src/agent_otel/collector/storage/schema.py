@@ -153,7 +153,7 @@ agent_steps = Table(
     Column("finish_reason", Text),
     Column("created_at", TS, nullable=False, server_default=NOW),
     PrimaryKeyConstraint("tenant_id", "trace_id", "span_id", "started_at", name="pk_agent_steps"),
-    Index("ix_steps_execution", "tenant_id", "execution_id"),
+    # no index on execution_id: an execution's steps are found through its trace (0005_steps_by_trace)
     Index(
         "ix_steps_orphans",
         "tenant_id",

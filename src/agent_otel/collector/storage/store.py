@@ -176,11 +176,14 @@ class Store(ABC):
     def execution_totals(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Row]:
         """Current rows of executions (by tenant, execution id) with the columns the totals touch:
         (started_at, agent_id, user_id, input_tokens, output_tokens, cost_usd,
-        unpriced_llm_calls, llm_calls, tool_calls, model, provider)."""
+        unpriced_llm_calls, llm_calls, tool_calls, model, provider, trace_id)."""
 
     @abstractmethod
-    def step_facts(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[Row]]:
-        """Per execution: (kind, model, provider, input tokens, output tokens, cost, priced)."""
+    def step_facts(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str], list[Row]]:
+        """Per execution, by (tenant, trace id, execution id): (kind, model, provider, input
+        tokens, output tokens, cost, priced) of each of its steps. An execution's steps are all in
+        its trace, so they are found through the primary key, which begins with the trace: no
+        index on the steps' execution id is kept up at every insert for this (issue 7)."""
 
     @abstractmethod
     def update_totals(self, updates: list[Row]) -> None:
@@ -236,6 +239,11 @@ CROSS JOIN LATERAL (
   SELECT tenant_id, trace_id, span_id, log_id, "timestamp" FROM agent_logs g
   WHERE g.execution_id IS NULL AND g.tenant_id = k.tenant_id AND g.trace_id = k.trace_id
     AND g."timestamp" BETWEEN %(low)s AND %(high)s AND g.span_id IS NOT NULL OFFSET 0) g"""
+_STEPS_OF_EXECUTIONS: Final = """SELECT s.* FROM unnest(%s::text[], %s::text[], %s::text[])
+  AS k(tenant_id, trace_id, execution_id)
+CROSS JOIN LATERAL (
+  SELECT tenant_id, execution_id, kind, model, provider, input_tokens, output_tokens, cost_usd FROM agent_steps s
+  WHERE s.tenant_id = k.tenant_id AND s.trace_id = k.trace_id AND s.execution_id = k.execution_id OFFSET 0) s"""
 _EXECUTION_COLUMNS_BY_TRACE: Final = "tenant_id, trace_id, execution_id, agent_id, span_id, started_at"
 
 
@@ -458,7 +466,8 @@ class PostgresStore(Store):
             return {}
         with self._cursor() as cur:
             cur.execute(
-                f"""SELECT tenant_id, execution_id, started_at, agent_id, user_id, {", ".join(_TOTAL_COLUMNS)}
+                f"""SELECT tenant_id, execution_id, started_at, agent_id, user_id, {", ".join(_TOTAL_COLUMNS)},
+                  trace_id
                 FROM agent_executions WHERE (tenant_id, execution_id) IN
                   (SELECT * FROM unnest(%s::text[], %s::text[]))
                 ORDER BY tenant_id, execution_id, started_at FOR UPDATE""",
@@ -466,18 +475,13 @@ class PostgresStore(Store):
             )
             return {(r[0], r[1]): tuple(r[2:]) for r in cur.fetchall()}
 
-    def step_facts(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[Row]]:
-        tenants, ids = _unzip2(set(keys))
+    def step_facts(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str], list[Row]]:
+        tenants, traces, ids = _unzip3(set(keys))
         out: dict[tuple[str, str], list[Row]] = {}
         if not ids:
             return out
         with self._cursor() as cur:
-            cur.execute(
-                """SELECT tenant_id, execution_id, kind, model, provider, input_tokens, output_tokens, cost_usd
-                FROM agent_steps WHERE (tenant_id, execution_id) IN
-                  (SELECT * FROM unnest(%s::text[], %s::text[]))""",
-                (tenants, ids),
-            )
+            cur.execute(_STEPS_OF_EXECUTIONS, (text_array(tenants), text_array(traces), text_array(ids)))
             for tenant, execution, kind, model, provider, tin, tout, cost in cur.fetchall():
                 priced = cost is not None or kind != "llm" or (tin == 0 and tout == 0)
                 out.setdefault((tenant, execution), []).append((kind, model, provider, tin, tout, cost, priced))
@@ -783,17 +787,18 @@ class SqliteStore(Store):
 
     def execution_totals(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Row]:
         select = ", ".join(
-            f"t.{c}" for c in ("tenant_id", "execution_id", "started_at", "agent_id", "user_id", *_TOTAL_COLUMNS)
+            f"t.{c}"
+            for c in ("tenant_id", "execution_id", "started_at", "agent_id", "user_id", *_TOTAL_COLUMNS, "trace_id")
         )
         rows = self._lookup(select, "agent_executions", ("tenant_id", "execution_id"), keys)
         return {(r[0], r[1]): (parse_sqlite_ts(r[2]), *r[3:]) for r in rows}
 
-    def step_facts(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[Row]]:
+    def step_facts(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str], list[Row]]:
         out: dict[tuple[str, str], list[Row]] = {}
         for tenant, execution, kind, model, provider, tin, tout, cost in self._lookup(
             "t.tenant_id, t.execution_id, t.kind, t.model, t.provider, t.input_tokens, t.output_tokens, t.cost_usd",
             "agent_steps",
-            ("tenant_id", "execution_id"),
+            ("tenant_id", "trace_id", "execution_id"),
             keys,
         ):
             priced = cost is not None or kind != "llm" or (tin == 0 and tout == 0)

@@ -223,11 +223,11 @@ def write_group(
 
 def _recompute(store: Store, late: list[tuple[str, str]]) -> list[ExecutionDelta]:
     current = store.execution_totals(late)
-    facts = store.step_facts(current.keys())
+    facts = store.step_facts((tenant, row[-1], execution_id) for (tenant, execution_id), row in current.items())
     deltas: list[ExecutionDelta] = []
     updates = []
     for (tenant, execution_id), row in sorted(current.items()):
-        started_at, agent_id, user_id, tin, tout, cost, unpriced, llm_calls, tool_calls, model, provider = row
+        started_at, agent_id, user_id, tin, tout, cost, unpriced, llm_calls, tool_calls, model, provider, _ = row
         before = Totals(tin, tout, cost, unpriced, llm_calls, tool_calls, model, provider)
         after = totals_for(None, facts.get((tenant, execution_id), ()))
         if after.llm_calls == 0:  # no LLM steps: the execution keeps its own figures (rule 5)
