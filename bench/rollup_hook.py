@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,10 +32,10 @@ from agent_otel.collector.analytics.hook import RollupHook
 from agent_otel.collector.analytics.maintenance import refresh_statistics
 from agent_otel.collector.pipeline.rows import ExecutionRow, FeedbackRow
 from agent_otel.collector.storage import migrate
-from agent_otel.collector.storage.database import configure_sqlite_connection
+from agent_otel.collector.storage.database import create_db_engine
 from agent_otel.collector.storage.store import store_for
 from agent_otel.collector.storage.transaction import ChangeSet
-from agent_otel.settings import normalize_db_url
+from agent_otel.settings import Settings, normalize_db_url
 
 MODELS = [
     ("openai", "gpt-4o-mini"),
@@ -125,9 +125,8 @@ def main() -> None:
         with psycopg.connect(args.pg, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     with tempfile.TemporaryDirectory() as tmp:
-        engine = create_engine(f"sqlite:///{tmp}/bench.db")
-        # the pragmas every collector connection gets (WAL, synchronous=FULL by default)
-        event.listen(engine, "connect", lambda conn, _record: configure_sqlite_connection(conn, "FULL"))
+        # the collector's own engine factory: WAL and the default synchronous setting, as in `serve`
+        engine = create_db_engine(Settings(db_url=f"sqlite:///{tmp}/bench.db"))
         _report("sqlite", run(engine, *shape), args.executions)
         engine.dispose()
 
