@@ -22,6 +22,10 @@ def render() -> str:
         "Generated from `src/agent_otel/collector/storage/schema.py` by `tools/gen_schema_docs.py`;"
         " do not edit by hand. Migrations in `migrations/versions/` create exactly this (`agent-otel db check`).",
         "Timestamps are UTC (`timestamptz` on PostgreSQL). Raw tables are partitioned by day on PostgreSQL.",
+        "On a SQLite file the rollup tables (`agent_metrics`, `agent_metric_users`, `user_agent_interactions`,"
+        " `usage_daily`) live in a file of their own beside it, `<name>.rollups<suffix>`, which the collector's"
+        " connections attach as the schema `rollups` (migration `0006_sqlite_rollups_file`; see"
+        " [analytics.md](analytics.md#on-a-sqlite-file-the-rollups-file)).",
         "",
     ]
     for table in metadata.sorted_tables:

@@ -69,6 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _demo_then_report(endpoint: str, executions: int, collector: Any, settings: Settings) -> None:
     from sqlalchemy import text
 
+    from agent_otel.collector.storage.database import is_sqlite_url, rollups_path, sqlite_path
     from agent_otel.demo import run_demo
 
     run_demo(endpoint, executions)
@@ -81,6 +82,13 @@ def _demo_then_report(endpoint: str, executions: int, collector: Any, settings: 
             text("SELECT status, count(*) FROM agent_executions GROUP BY status ORDER BY 2 DESC")
         ).fetchall()
     http = f"http://{settings.http.host}:{collector.ports['http']}"
+    db = settings.db_url.removeprefix("sqlite:///")
+    rollups_hint: list[str] = []  # on a SQLite file the rollup tables live in a file of their own
+    if is_sqlite_url(settings.db_url) and sqlite_path(settings.db_url) != ":memory:":
+        rollups_hint.append(
+            f"  the rollups         sqlite3 {db} \"ATTACH '{rollups_path(db)}' AS rollups\" "
+            "'SELECT agent_id, period, period_start, total_executions, p95_duration FROM agent_metrics LIMIT 10'"
+        )
     print(
         "\n".join(
             [
@@ -94,6 +102,7 @@ def _demo_then_report(endpoint: str, executions: int, collector: Any, settings: 
                 f"  health              curl -s {http}/readyz",
                 f"  the rows            sqlite3 {settings.db_url.removeprefix('sqlite:///')} "
                 "'SELECT agent_id, status, duration, model, input_tokens, cost_usd FROM agent_executions LIMIT 10'",
+                *rollups_hint,
                 f'  admin API           curl -s -H "Authorization: Bearer $AGENT_OTEL_ADMIN_TOKEN" '
                 f"'{http}/api/admin/metrics?hours=24'",
                 "  (the collector keeps running: send your own OTLP traffic, Ctrl-C to stop)",

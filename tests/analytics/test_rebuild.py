@@ -20,7 +20,7 @@ from tests.conftest import RunningCollector
 def test_full_rebuild_gives_the_incremental_rows(running_collector: RunningCollector, traffic: list[bytes]) -> None:
     post_traces(running_collector.http_endpoint, with_retries(traffic))
     incremental = assert_rollups_match_raw(running_collector.engine)
-    engine = running_collector.collector.engine  # the writer's engine (BEGIN IMMEDIATE on SQLite)
+    engine = running_collector.collector.jobs_engine  # writes, the rollups file attached (BEGIN IMMEDIATE)
     with engine.begin() as conn:  # damage every rollup table: the rebuild must restore it all
         conn.execute(text("UPDATE agent_metrics SET total_executions = total_executions + 5, p95_duration = 1"))
         conn.execute(text("DELETE FROM agent_metric_users WHERE period = 'day'"))
@@ -38,7 +38,7 @@ def test_range_rebuild_touches_only_whole_periods_inside(
 ) -> None:
     post_traces(running_collector.http_endpoint, traffic)
     incremental = assert_rollups_match_raw(running_collector.engine)
-    engine = running_collector.collector.engine
+    engine = running_collector.collector.jobs_engine
     with engine.begin() as conn:
         conn.execute(text("UPDATE agent_metrics SET total_executions = -1"))
     hours = sorted(k[3] for k in incremental.agent_metrics if k[2] == "hour")
@@ -59,7 +59,7 @@ def test_rebuild_refuses_to_lose_rollups_whose_raw_rows_are_gone(
     running_collector: RunningCollector, traffic: list[bytes]
 ) -> None:
     post_traces(running_collector.http_endpoint, traffic)
-    engine = running_collector.collector.engine
+    engine = running_collector.collector.jobs_engine
     with engine.begin() as conn:  # as if retention had removed the oldest day's raw rows
         old = datetime.now(UTC) - timedelta(days=40)
         conn.execute(

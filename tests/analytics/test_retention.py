@@ -45,7 +45,7 @@ def test_retention_removes_what_is_past_each_tables_horizon(
     db_url: str, collector_factory: Callable[..., RunningCollector]
 ) -> None:
     running = collector_factory(db_url)
-    engine = running.collector.engine
+    engine = running.collector.jobs_engine
     is_pg = engine.dialect.name == "postgresql"
     today = datetime.now(UTC).date()
     if is_pg:  # daily partitions for part of the old data, the rest lands in the DEFAULT partition

@@ -48,7 +48,7 @@ def _write_other_tenant(running: RunningCollector, tenant: str) -> None:
     limits = Limits(time.time_ns(), 86_400 * 10**9, 3650 * 86_400 * 10**9, 32)
     batch = NORMALIZER.traces(decode_traces(encode(finished_spans(4)), "protobuf"), tenant, limits, RedactionCounts())
     PRICER.apply(batch)
-    with running.collector.engine.begin() as conn:
+    with running.collector.jobs_engine.begin() as conn:  # inline rollups: the rollups file attached
         write_group(conn, [batch], [RollupHook()])
 
 

@@ -59,4 +59,7 @@ def test_db_upgrade_runs_from_the_unpacked_wheel(wheel: Path, tmp_path: Path) ->
 
     with sqlite3.connect(db) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"agent_executions", "agent_steps", "usage_daily", "rollup_outbox"} <= tables
+    assert {"agent_executions", "agent_steps", "rollup_outbox"} <= tables
+    with sqlite3.connect(tmp_path / "wheel.rollups.db") as conn:  # the rollup tables' own file
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"usage_daily", "agent_metrics", "rollup_rounds"} <= tables

@@ -105,16 +105,19 @@ def bind(address: ListenAddress, reuse_port: bool = False, listen: bool = True) 
     return sock
 
 
-def writer_engine(settings: Settings) -> Engine:
+def writer_engine(settings: Settings, *, rollups: bool = True) -> Engine:
     """The writer's own engine. On SQLite every transaction starts with BEGIN IMMEDIATE, so the
     write lock is taken up front (no lock upgrade, no SQLITE_BUSY deadlock between processes);
-    a connection from ``reading(engine)`` begins a plain (deferred) read transaction instead."""
+    a connection from ``reading(engine)`` begins a plain (deferred) read transaction instead.
+    With ``rollups`` False a SQLite file's rollups file is not attached (``create_db_engine``):
+    the ingest writer's engine when the rollups are deferred, so that it locks the main file
+    alone and the rollup applier writes the rollups file meanwhile."""
     engine = (
         # the writer handles lost connections itself (StorageUnavailable, probe, reconnect), so no
         # per-transaction ping round trip
         create_db_engine(settings, pool_size=settings.ingest.writer_threads, max_overflow=2, pool_pre_ping=False)
         if not is_sqlite_url(settings.db_url)
-        else create_db_engine(settings)
+        else create_db_engine(settings, rollups=rollups)
     )
     if is_sqlite_url(settings.db_url):
 
@@ -234,7 +237,12 @@ class Collector:
         self.rollups = RollupHook(settings.retention)
         deferred = settings.ingest.rollups == "deferred"
         self.unpriced = UnpricedMetrics(self.registry, settings.metrics.max_models, self.health.label_overflow)
-        self.engine = writer_engine(settings)
+        # On a SQLite file the ingest writer's engine leaves the rollups file out when the rollups
+        # are deferred (its write lock would cover both files); maintenance that touches the rollup
+        # tables (migrations, retention) uses an engine that attaches it.
+        split = deferred and is_sqlite_url(settings.db_url)
+        self.engine = writer_engine(settings, rollups=not split)
+        self.jobs_engine = writer_engine(settings) if split else self.engine
         on_file = is_sqlite_url(settings.db_url) and sqlite_path(settings.db_url) != ":memory:"
         checkpointer = (lambda: checkpoint_wal(self.engine)) if on_file else None  # SQLite's WAL
         self.read_engine = create_db_engine(settings)
@@ -292,9 +300,9 @@ class Collector:
 
     def prepare_database(self) -> None:
         if self.settings.migrate:
-            migrate.upgrade(self.engine)
+            migrate.upgrade(self.jobs_engine)
         else:
-            problems = [p for p in migrate.check(self.engine) if p.startswith("database is at revision")]
+            problems = [p for p in migrate.check(self.jobs_engine) if p.startswith("database is at revision")]
             if problems:
                 raise RuntimeError(f"{problems[0]}; run `agent-otel db upgrade` or drop --no-migrate")
         ensure_partitions(self.engine, self.settings.storage.partition_days_ahead)
@@ -351,7 +359,7 @@ class Collector:
     def _retention(self) -> None:
         from agent_otel.collector.storage.retention import apply_retention
 
-        apply_retention(self.engine, self.settings.retention)
+        apply_retention(self.jobs_engine, self.settings.retention)
 
     async def _start_grpc(self) -> tuple[grpc.aio.Server, int]:
         settings = self.settings
@@ -441,4 +449,5 @@ class Collector:
             server.should_exit = True
         await asyncio.gather(*(task for _, _, task in servers), *tasks, return_exceptions=True)
         self.engine.dispose()
+        self.jobs_engine.dispose()
         self.read_engine.dispose()

@@ -11,13 +11,18 @@ from collections.abc import Callable
 from sqlalchemy import Engine, inspect, text
 
 from agent_otel.collector.storage import migrate
-from agent_otel.collector.storage.schema import metadata
+from agent_otel.collector.storage.schema import ROLLUP_TABLES, metadata
 
 
 def _objects(engine: Engine) -> tuple[set[str], set[str]]:
+    """Tables and views, on a SQLite file those of its rollups file and the TEMP views too."""
     with engine.connect() as conn:
         inspector = inspect(conn)
-        return set(inspector.get_table_names()), set(inspector.get_view_names())
+        tables, views = set(inspector.get_table_names()), set(inspector.get_view_names())
+        if "rollups" in inspector.get_schema_names():
+            tables |= set(inspector.get_table_names(schema="rollups"))
+            views |= set(inspector.get_temp_view_names())
+        return tables, views
 
 
 def test_upgrade_downgrade_upgrade_leaves_no_drift(db_url: str, engine_for: Callable[[str], Engine]) -> None:
@@ -26,12 +31,16 @@ def test_upgrade_downgrade_upgrade_leaves_no_drift(db_url: str, engine_for: Call
     tables, views = _objects(engine)
     assert set(metadata.tables) <= tables
     assert {"agent_summary", "recent_interactions"} <= views
+    if engine.dialect.name == "sqlite":  # a file: the rollup tables in a file of their own
+        with engine.connect() as conn:
+            assert set(ROLLUP_TABLES) <= set(inspect(conn).get_table_names(schema="rollups"))
+            assert not set(ROLLUP_TABLES) & set(inspect(conn).get_table_names())
     assert migrate.current(engine) == migrate.head()
     assert migrate.check(engine) == []
 
     migrate.downgrade(engine, "base")
     tables, views = _objects(engine)
-    assert tables <= {"alembic_version"}, tables  # every table the migrations added is gone
+    assert tables <= {"alembic_version"}, tables  # every table the migrations added is gone (both files)
     assert views == set()
     assert migrate.current(engine) is None
 

@@ -48,7 +48,7 @@ from agent_otel.collector.analytics.state import (
     PairKey,
     merge_metric_row,
 )
-from agent_otel.collector.analytics.store import METRICS, RollupStore, UserRow, rollup_store_for
+from agent_otel.collector.analytics.store import METRICS, AgentBump, RollupStore, UserRow, rollup_store_for
 from agent_otel.collector.storage.store import Store
 from agent_otel.collector.storage.transaction import ChangeSet
 from agent_otel.settings import RetentionSettings
@@ -118,9 +118,17 @@ class RollupHook:
 
     def apply_input(self, conn: Connection, data: RollupInput) -> None:
         """Add an aggregate of changes (``RollupInput``) to every rollup table, in this order."""
+        if not data.agg.empty:
+            self.apply_agents(conn, self.apply_rollups(conn, data))
+
+    def apply_rollups(self, conn: Connection, data: RollupInput) -> list[AgentBump]:
+        """Steps 1 to 4 (all but ``agents``); returns the changes step 5 adds to ``agents``,
+        which depend on what steps 1 and 2 found (new pairs, changed ratings). The rollup applier
+        on a SQLite file runs the two parts in transactions of their own, one per file
+        (analytics/outbox.py)."""
         agg, pairs, per_pair = data.agg, data.pairs, data.per_pair
         if agg.empty:
-            return
+            return []
         clock = time.perf_counter
         rollups = rollup_store_for(conn)
         t0 = clock()
@@ -145,17 +153,18 @@ class RollupHook:
         self.timings.add("agent_metrics", t3 - t2)
 
         rollups.merge_usage(agg.usage)
-        t4 = clock()
-        self.timings.add("usage_daily", t4 - t3)
-
-        bumps = [
+        self.timings.add("usage_daily", clock() - t3)
+        return [
             (tenant, agent, state.first_seen or state.last_executed_at or _epoch(), state)
             for (tenant, agent), state in agg.agents.items()
             if not state.empty or state.last_executed_at is not None
         ]
-        rollups.bump_agents(bumps)
-        t5 = clock()
-        self.timings.add("agents", t5 - t4)
+
+    def apply_agents(self, conn: Connection, bumps: list[AgentBump]) -> None:
+        """Step 5: add executions, users and ratings to ``agents``."""
+        t4 = time.perf_counter()
+        rollup_store_for(conn).bump_agents(bumps)
+        self.timings.add("agents", time.perf_counter() - t4)
         self.timings.calls += 1
 
     def _unique_users(

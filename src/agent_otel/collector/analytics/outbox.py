@@ -15,6 +15,9 @@ Exactness and durability
   (``DELETE ... RETURNING``): each delta is applied exactly once, even across crashes.
 - On PostgreSQL one applier runs at a time (``pg_try_advisory_xact_lock``), whichever process or
   collector gets the lock; the others skip the round. On SQLite ``BEGIN IMMEDIATE`` serializes it.
+- On a SQLite file the rollup tables live in a file of their own, so a round cannot be one
+  transaction: it folds the deltas after a mark kept in the rollups file, then settles ``agents``
+  and deletes the deltas in the main file, each step safe to repeat (``rollups_file.py``).
 - ``agent-otel rollups rebuild`` applies (ranged) or discards (full) the pending outbox inside
   its own transaction, under its table locks, so nothing is counted twice.
 
@@ -41,6 +44,7 @@ from typing import Final, Protocol
 import orjson
 from sqlalchemy import Connection, Engine, text
 
+from agent_otel.collector.analytics import rollups_file
 from agent_otel.collector.analytics.aggregate import (
     EXECUTION_FACT_COLUMNS,
     FEEDBACK_FACT_COLUMNS,
@@ -49,7 +53,7 @@ from agent_otel.collector.analytics.aggregate import (
 )
 from agent_otel.collector.analytics.hook import RollupHook, RollupInput, needs_rollup
 from agent_otel.collector.pipeline.assemble import Totals
-from agent_otel.collector.storage.database import reading
+from agent_otel.collector.storage.database import reading, sqlite_rollups_engine
 from agent_otel.collector.storage.store import Store, parse_sqlite_ts
 from agent_otel.collector.storage.transaction import ChangeSet, ExecutionDelta
 from agent_otel.collector.storage.writer import is_data_error, run_after_commit
@@ -145,6 +149,19 @@ def backlog(conn: Connection) -> tuple[int, datetime | None]:
     return int(count), oldest
 
 
+def pending_ids_sql(where: str, limit: int | None, max_bytes: int | None) -> str:
+    """The ids of up to ``limit`` deltas matching ``where``, oldest first, within ``max_bytes``
+    of payload (the first one always)."""
+    order = f"ORDER BY id LIMIT {int(limit)}" if limit is not None else "ORDER BY id"
+    if max_bytes is None:
+        return f"SELECT id FROM {TABLE} WHERE {where} {order}"
+    before = "sum(length(payload)) OVER (ORDER BY id) - length(payload)"  # bytes of the older ones
+    return (
+        f"SELECT id FROM (SELECT id, {before} AS before FROM {TABLE} WHERE {where} {order}) t"
+        f" WHERE before < {int(max_bytes)}"
+    )
+
+
 def take(
     conn: Connection, limit: int | None, *, only: int | None = None, max_bytes: int | None = None
 ) -> list[tuple[int, bytes]]:
@@ -153,14 +170,7 @@ def take(
     payload taken (a backlog of large deltas is applied in several rounds, not held in memory at
     once); the first delta is always taken."""
     where = f"attempts < {MAX_ATTEMPTS}" if only is None else f"id = {int(only)}"
-    order = f"ORDER BY id LIMIT {int(limit)}" if limit is not None else "ORDER BY id"
-    ids = f"SELECT id FROM {TABLE} WHERE {where} {order}"
-    if max_bytes is not None:
-        before = "sum(length(payload)) OVER (ORDER BY id) - length(payload)"  # bytes of the older ones
-        ids = (
-            f"SELECT id FROM (SELECT id, {before} AS before FROM {TABLE} WHERE {where} {order}) t"
-            f" WHERE before < {int(max_bytes)}"
-        )
+    ids = pending_ids_sql(where, limit, max_bytes)
     rows = conn.execute(text(f"DELETE FROM {TABLE} WHERE id IN ({ids}) RETURNING id, payload")).all()
     return sorted((int(r[0]), bytes(r[1])) for r in rows)
 
@@ -171,9 +181,8 @@ def take(
 _CHUNK_EXECUTIONS: Final = 2_000
 
 
-def apply_deltas(conn: Connection, hook: RollupHook, payloads: Iterable[bytes]) -> int:
-    """Fold the deltas into the rollups as one change (aggregated a chunk of deltas at a time);
-    returns the executions counted."""
+def gather(hook: RollupHook, payloads: Iterable[bytes]) -> tuple[RollupInput, int]:
+    """The deltas decoded and aggregated a chunk at a time: (their aggregate, executions)."""
     started = time.perf_counter()
     data = RollupInput()
     chunk = ChangeSet()
@@ -187,6 +196,13 @@ def apply_deltas(conn: Connection, hook: RollupHook, payloads: Iterable[bytes]) 
     executions += len(chunk.executions)
     data.add(chunk)
     hook.timings.add("aggregate", time.perf_counter() - started)
+    return data, executions
+
+
+def apply_deltas(conn: Connection, hook: RollupHook, payloads: Iterable[bytes]) -> int:
+    """Fold the deltas into the rollups as one change (aggregated a chunk of deltas at a time);
+    returns the executions counted."""
+    data, executions = gather(hook, payloads)
     hook.apply_input(conn, data)
     return executions
 
@@ -195,11 +211,21 @@ def drain(conn: Connection, hook: RollupHook, *, discard: bool = False) -> int:
     """Apply (or, with ``discard``, drop) every pending delta in the caller's transaction; for
     ``rollups rebuild``, which holds the applier's lock and the tables' locks. Returns the
     deltas taken."""
+    if rollups_file.attached_split(conn):  # rounds folded into the rollups file, not yet into agents
+        rollups_file.settle_attached(conn, hook, TABLE, MAX_ATTEMPTS, discard=discard)
     if discard:
         return int(conn.execute(text(f"DELETE FROM {TABLE}")).rowcount or 0)
     rows = take(conn, None)
     apply_deltas(conn, hook, (payload for _, payload in rows))
     return len(rows)
+
+
+# A round's aggregate grows with the distinct rollup rows it touches. On two files the applier no
+# longer waits for the ingest writer, so its rounds and the writer's groups are in memory at once:
+# with 100,000 distinct agent names in one process (tests/hostile) the RSS grew by 161 to 312 MB
+# with 8 MB rounds (102 on one file), 134 with 1 MB; ingest into SQLite measured alike with either
+# (docs/performance.md, 2026-12-06, sixth session).
+_TWO_FILE_MAX_BYTES: Final = 2**20
 
 
 class RollupApplier:
@@ -242,6 +268,27 @@ class RollupApplier:
         self._thread: threading.Thread | None = None
         self._backoff = 0.0
         self._deadline = 0.0
+        # a SQLite file: its rollup tables may live in a file of their own (analytics/rollups_file.py)
+        self._rollups: Engine | None = None
+        self._split: bool | None = None  # known at the first round
+
+    def _rollups_file(self) -> Engine | None:
+        """The rollups file's engine when the rollup tables live there, else None."""
+        if self._split is None:
+            path = self.engine.url.database
+            if self.engine.dialect.name != "sqlite" or not path or path == ":memory:":
+                self._split = False
+                return None
+            with reading(self.engine) as conn:
+                synchronous = str(conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
+            engine = sqlite_rollups_engine(path, synchronous)
+            with reading(engine) as conn:
+                self._split = rollups_file.is_split(conn)
+            if self._split:
+                self._rollups = engine
+            else:
+                engine.dispose()
+        return self._rollups
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="agent-otel-rollups", daemon=True)
@@ -255,6 +302,8 @@ class RollupApplier:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._rollups is not None:
+            self._rollups.dispose()
 
     def _run(self) -> None:
         while True:
@@ -263,7 +312,9 @@ class RollupApplier:
             try:
                 applied, full = self._run_round()
                 self._backoff = 0.0
-                if applied and self.after_commit is not None:
+                # with a rollups file (SQLite) the round's write to the main file is small and the
+                # ingest writer checkpoints that file after each of its groups
+                if applied and self.after_commit is not None and not self._split:
                     run_after_commit(self.after_commit)
             except Exception as exc:  # the thread must survive: the deltas wait in the outbox
                 self._backoff = min(max(self._backoff * 2, 0.5), 30.0)
@@ -330,13 +381,17 @@ class RollupApplier:
         """One round: (deltas applied, whether the round was full: more may be waiting)."""
         started = time.perf_counter()
         full = False
+        rollups = self._rollups_file()
         try:
-            applied, executions, full = self._round(None)
+            if rollups is not None:
+                applied, executions, full = self._two_file_round(rollups, self.batch)
+            else:
+                applied, executions, full = self._round(None)
         except Exception as exc:
             if _transient(exc):
                 raise
             log.error("applying rollup deltas failed (%s); applying them one by one", type(exc).__name__)
-            applied = self._isolate()
+            applied = self._isolate() if rollups is None else self._two_file_isolate(rollups)
         else:
             if applied and self.metrics is not None:
                 self.metrics.rollup_applied(applied, time.perf_counter() - started)
@@ -356,6 +411,60 @@ class RollupApplier:
                 return 0, 0, False
             full = len(rows) >= self.batch or sum(len(payload) for _, payload in rows) >= self.max_bytes
             return len(rows), apply_deltas(conn, self.hook, (payload for _, payload in rows)), full
+
+    def _two_file_round(self, rollups: Engine, limit: int) -> tuple[int, int, bool]:
+        """One round on a SQLite file with a rollups file (analytics/rollups_file.py): read the
+        deltas after the rollups file's mark, fold them in under that file's lock alone, then
+        settle ``agents`` and the outbox under the main file's lock."""
+        with reading(rollups) as conn:
+            after = rollups_file.folded_mark(conn)
+        with reading(self.engine) as conn:
+            settled = rollups_file.agents_mark(conn)
+            max_bytes = min(self.max_bytes, _TWO_FILE_MAX_BYTES)
+            ids = pending_ids_sql(f"attempts < {MAX_ATTEMPTS} AND id > {int(after)}", limit, max_bytes)
+            rows = [
+                (int(r[0]), bytes(r[1]))
+                for r in conn.execute(text(f"SELECT id, payload FROM {TABLE} WHERE id IN ({ids}) ORDER BY id"))
+            ]
+        executions, full = 0, False
+        if rows:
+            full = len(rows) >= limit or sum(len(payload) for _, payload in rows) >= max_bytes
+            data, executions = gather(self.hook, (payload for _, payload in rows))
+            if not rollups_file.fold(rollups, self.hook, data, after, rows[-1][0], settled):
+                return 0, 0, False  # another applier went first
+        if rows or settled < after:
+            rollups_file.settle(self.engine, rollups, self.hook, TABLE, MAX_ATTEMPTS)
+        return len(rows), executions, full
+
+    def _two_file_isolate(self, rollups: Engine) -> int:
+        """A round failed for a reason other than the database's availability: fold its deltas
+        one at a time, in order, up to the one that fails; that one's attempt is counted and it
+        waits for the next round (set aside after ``MAX_ATTEMPTS``, as on one file). The mark
+        cannot pass a delta that is neither folded nor set aside, so the rest wait with it."""
+        applied = 0
+        for _ in range(self.batch):
+            try:
+                done = self._two_file_round(rollups, 1)[0]
+            except Exception as exc:
+                if _transient(exc):
+                    raise
+                with reading(rollups) as conn:
+                    after = rollups_file.folded_mark(conn)
+                with self.engine.begin() as conn:
+                    failed = conn.execute(
+                        text(f"SELECT min(id) FROM {TABLE} WHERE id > :after AND attempts < {MAX_ATTEMPTS}"),
+                        {"after": after},
+                    ).scalar_one()
+                    if failed is not None:
+                        conn.execute(text(f"UPDATE {TABLE} SET attempts = attempts + 1 WHERE id = :id"), {"id": failed})
+                log.error("rollup delta %s failed to apply (%s)", failed, type(exc).__name__)
+                if self.metrics is not None:
+                    self.metrics.rollup_failed()
+                break
+            if not done:
+                break
+            applied += done
+        return applied
 
     def _isolate(self) -> int:
         """A batch failed for a reason other than the database's availability: apply its deltas

@@ -66,6 +66,8 @@ from agent_otel.collector.analytics.state import (
 from agent_otel.collector.storage.store import parse_sqlite_ts, sqlite_ts
 
 UserRow = tuple[str, str, str, datetime, str]  # tenant, agent, period, period start, user
+# tenant, agent, first seen (an agent known only from feedback is created), the change
+AgentBump = tuple[str, str, datetime, AgentState]
 Row = tuple[Any, ...]
 Key = tuple[Any, ...]
 
@@ -216,7 +218,7 @@ class RollupStore(ABC):
         """Add a transaction's ``usage_daily`` states to the stored rows (creating missing ones)."""
 
     @abstractmethod
-    def bump_agents(self, rows: list[tuple[str, str, datetime, AgentState]]) -> None:
+    def bump_agents(self, rows: list[AgentBump]) -> None:
         """Add executions, users and ratings to agents (creating agents known only from feedback)."""
 
     # rebuild
@@ -684,7 +686,7 @@ class PostgresRollupStore(RollupStore):
         if rows:
             self._copy_table(table.name, table, rows)
 
-    def bump_agents(self, rows: list[tuple[str, str, datetime, AgentState]]) -> None:
+    def bump_agents(self, rows: list[AgentBump]) -> None:
         if not rows:
             return
         ordered = sorted(rows, key=lambda r: (r[0], r[1]))
@@ -928,7 +930,7 @@ class SqliteRollupStore(RollupStore):
             [(f, r, c, t, u, a) for t, u, a, f, r, c in sorted(rows, key=lambda r: r[:3])],
         )
 
-    def bump_agents(self, rows: list[tuple[str, str, datetime, AgentState]]) -> None:
+    def bump_agents(self, rows: list[AgentBump]) -> None:
         if not rows:
             return
         params = []

@@ -14,9 +14,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, create_engine
 
-from agent_otel.collector.storage.schema import metadata
+from agent_otel.collector.storage.database import rollups_file_of
+from agent_otel.collector.storage.schema import ROLLUP_TABLES, metadata
 
 # Daily partitions and the DEFAULT partition are created by the collector, not by models.
 _PARTITION = re.compile(r"^(agent_executions|agent_steps|agent_logs)_(default|p\d{8})$")
@@ -77,12 +78,47 @@ def check(engine: Engine) -> list[str]:
     if cur != want:
         problems.append(f"database is at revision {cur or '(none)'}, migrations head is {want}")
     with engine.connect() as conn:
+        split = rollups_file_of(conn)
+    if split is None:
+        return problems + _compare(engine, _include_name)
+    # a SQLite file with its rollup tables in a file of their own (migration 0006): each file
+    # against its share of the models
+    with_main = _compare(engine, lambda n, t, p: _include_name(n, t, p) and _in_main(n, t))
+    rollups = create_engine(f"sqlite:///{split}")
+    try:
+        with_rollups = _compare(rollups, lambda n, t, p: _include_name(n, t, p) and not _in_main(n, t))
+    finally:
+        rollups.dispose()
+    return problems + with_main + with_rollups
+
+
+# the tables of the rollups file of a SQLite file, and the applier's own tables of both files
+_ROLLUPS_FILE_TABLES = frozenset(ROLLUP_TABLES)
+_APPLIER_TABLES = frozenset({"rollup_rounds", "rollup_agents_mark"})
+
+
+def _in_main(name: str | None, type_: str) -> bool:
+    return type_ != "table" or name not in _ROLLUPS_FILE_TABLES
+
+
+def _compare(engine: Engine, include: Any) -> list[str]:
+    def include_object(obj: Any, name: str | None, type_: str, _reflected: bool, _other: Any) -> bool:
+        if type_ == "table":
+            return bool(include(name, type_, {})) and name not in _APPLIER_TABLES
+        table = getattr(obj, "table", None)  # an index or column follows its table
+        return table is None or bool(include(table.name, "table", {}))
+
+    with engine.connect() as conn:
         ctx = MigrationContext.configure(
-            conn, opts={"include_name": _include_name, "compare_type": True, "target_metadata": metadata}
+            conn,
+            opts={
+                "include_name": lambda n, t, p: t != "table" or (include(n, t, p) and n not in _APPLIER_TABLES),
+                "include_object": include_object,
+                "compare_type": True,
+                "target_metadata": metadata,
+            },
         )
-        for diff in compare_metadata(ctx, metadata):
-            problems.append(_describe(diff))
-    return problems
+        return [_describe(diff) for diff in compare_metadata(ctx, metadata)]
 
 
 def _describe(diff: Any) -> str:

@@ -372,4 +372,6 @@ rollup_outbox = Table(
 )
 
 RAW_TABLES = ("agent_executions", "agent_steps", "agent_logs")
+# on a SQLite file these live in a file of their own (storage/database.py, migration 0006)
+ROLLUP_TABLES = ("agent_metric_users", "agent_metrics", "user_agent_interactions", "usage_daily")
 VIEWS = ("agent_summary", "recent_interactions")
