@@ -69,7 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _demo_then_report(endpoint: str, executions: int, collector: Any, settings: Settings) -> None:
     from sqlalchemy import text
 
-    from agent_otel.collector.storage.database import is_sqlite_url, rollups_path, sqlite_path
+    from agent_otel.collector.storage.database import is_sqlite_file, rollups_path
     from agent_otel.demo import run_demo
 
     run_demo(endpoint, executions)
@@ -84,7 +84,7 @@ def _demo_then_report(endpoint: str, executions: int, collector: Any, settings: 
     http = f"http://{settings.http.host}:{collector.ports['http']}"
     db = settings.db_url.removeprefix("sqlite:///")
     rollups_hint: list[str] = []  # on a SQLite file the rollup tables live in a file of their own
-    if is_sqlite_url(settings.db_url) and sqlite_path(settings.db_url) != ":memory:":
+    if is_sqlite_file(settings.db_url):
         rollups_hint.append(
             f"  the rollups         sqlite3 {db} \"ATTACH '{rollups_path(db)}' AS rollups\" "
             "'SELECT agent_id, period, period_start, total_executions, p95_duration FROM agent_metrics LIMIT 10'"

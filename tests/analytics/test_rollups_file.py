@@ -256,3 +256,20 @@ def test_a_settled_round_still_recorded_is_not_added_to_agents_again(engine: Eng
         jobs.dispose()
     assert _agent_executions(engine) == 6
     assert_rollups_match_raw(engine)
+
+
+def test_an_in_memory_database_keeps_its_rollups_with_it() -> None:
+    """No file, no second file: the collector migrates, writes and folds on one engine (an
+    in-memory SQLite database is private to its engine, so a second one would be empty)."""
+    from agent_otel.collector.service import Collector
+
+    collector = Collector(make_settings("sqlite:///:memory:"))
+    try:
+        collector.prepare_database()
+        assert collector.jobs_engine is collector.engine
+        _ingest(collector.engine, 1)
+        assert RollupApplier(collector.engine, RollupHook()).run_once() == 1
+        assert _agent_executions(collector.engine) == 3
+    finally:
+        collector.engine.dispose()
+        collector.read_engine.dispose()

@@ -48,8 +48,8 @@ from agent_otel.collector.storage.database import (
     begin_immediate,
     checkpoint_wal,
     create_db_engine,
+    is_sqlite_file,
     is_sqlite_url,
-    sqlite_path,
 )
 from agent_otel.collector.storage.partitions import ensure_partitions
 from agent_otel.collector.storage.schema import model_prices
@@ -240,10 +240,10 @@ class Collector:
         # On a SQLite file the ingest writer's engine leaves the rollups file out when the rollups
         # are deferred (its write lock would cover both files); maintenance that touches the rollup
         # tables (migrations, retention) uses an engine that attaches it.
-        split = deferred and is_sqlite_url(settings.db_url)
+        on_file = is_sqlite_file(settings.db_url)
+        split = deferred and on_file  # an in-memory database is private to its engine: one engine
         self.engine = writer_engine(settings, rollups=not split)
         self.jobs_engine = writer_engine(settings) if split else self.engine
-        on_file = is_sqlite_url(settings.db_url) and sqlite_path(settings.db_url) != ":memory:"
         checkpointer = (lambda: checkpoint_wal(self.engine)) if on_file else None  # SQLite's WAL
         self.read_engine = create_db_engine(settings)
         self.price_book = load_price_book(settings)

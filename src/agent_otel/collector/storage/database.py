@@ -23,6 +23,11 @@ def sqlite_path(url: str) -> str:
     return make_url(url).database or ":memory:"
 
 
+def is_sqlite_file(url: str) -> bool:
+    """A SQLite database in a file (not in memory): WAL, checkpoints, the rollups file beside it."""
+    return is_sqlite_url(url) and sqlite_path(url) != ":memory:"
+
+
 BUSY_TIMEOUT_MS = 30_000
 
 
