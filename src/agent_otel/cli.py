@@ -100,7 +100,7 @@ def _demo_then_report(endpoint: str, executions: int, collector: Any, settings: 
                 "where to look:",
                 f"  Prometheus metrics  curl -s {http}/metrics | grep '^agent_'",
                 f"  health              curl -s {http}/readyz",
-                f"  the rows            sqlite3 {settings.db_url.removeprefix('sqlite:///')} "
+                f"  the rows            sqlite3 {db} "
                 "'SELECT agent_id, status, duration, model, input_tokens, cost_usd FROM agent_executions LIMIT 10'",
                 *rollups_hint,
                 f'  admin API           curl -s -H "Authorization: Bearer $AGENT_OTEL_ADMIN_TOKEN" '

@@ -17,9 +17,10 @@ from typing import Final
 
 from sqlalchemy import Engine, text
 
+from agent_otel.collector.storage.schema import ROLLUP_TABLES
+
 log = logging.getLogger(__name__)
 
-ROLLUP_TABLES: Final = ("agent_metric_users", "agent_metrics", "user_agent_interactions", "usage_daily")
 MIN_CHANGED: Final = 1000
 
 

@@ -53,7 +53,7 @@ from agent_otel.collector.analytics.aggregate import (
 )
 from agent_otel.collector.analytics.hook import RollupHook, RollupInput, needs_rollup
 from agent_otel.collector.pipeline.assemble import Totals
-from agent_otel.collector.storage.database import reading, sqlite_rollups_engine
+from agent_otel.collector.storage.database import has_split_rollups, reading, rollups_file_of, sqlite_rollups_engine
 from agent_otel.collector.storage.store import Store, parse_sqlite_ts
 from agent_otel.collector.storage.transaction import ChangeSet, ExecutionDelta
 from agent_otel.collector.storage.writer import is_data_error, run_after_commit
@@ -211,7 +211,7 @@ def drain(conn: Connection, hook: RollupHook, *, discard: bool = False) -> int:
     """Apply (or, with ``discard``, drop) every pending delta in the caller's transaction; for
     ``rollups rebuild``, which holds the applier's lock and the tables' locks. Returns the
     deltas taken."""
-    if rollups_file.attached_split(conn):  # rounds folded into the rollups file, not yet into agents
+    if rollups_file_of(conn) is not None:  # rounds folded into the rollups file, not yet into agents
         rollups_file.settle_attached(conn, hook, TABLE, MAX_ATTEMPTS, discard=discard)
     if discard:
         return int(conn.execute(text(f"DELETE FROM {TABLE}")).rowcount or 0)
@@ -283,7 +283,7 @@ class RollupApplier:
                 synchronous = str(conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
             engine = sqlite_rollups_engine(path, synchronous)
             with reading(engine) as conn:
-                self._split = rollups_file.is_split(conn)
+                self._split = has_split_rollups(conn.connection.driver_connection, "main")  # type: ignore[arg-type]
             if self._split:
                 self._rollups = engine
             else:

@@ -46,6 +46,7 @@ from agent_otel.collector.analytics.outbox import APPLIER_LOCK, drain
 from agent_otel.collector.analytics.periods import DAY, PERIODS, Period, ceil, floor, next_start, utc
 from agent_otel.collector.analytics.state import AgentState, InteractionState, MetricKey, MetricState, UsageState
 from agent_otel.collector.analytics.store import INTERACTIONS, METRICS, USAGE, USERS, rollup_store_for, set_agents
+from agent_otel.collector.storage.schema import ROLLUP_TABLES
 from agent_otel.collector.storage.store import parse_sqlite_ts, sqlite_ts
 from agent_otel.settings import RetentionSettings
 
@@ -180,7 +181,7 @@ def _check(conn: Connection, reader: _Reader, since: datetime | None, until: dat
 
 def _delete(conn: Connection, since: datetime | None, until: datetime | None) -> None:
     if since is None and until is None:
-        for table in ("agent_metric_users", "agent_metrics", "user_agent_interactions", "usage_daily"):
+        for table in ROLLUP_TABLES:
             conn.execute(text(f"DELETE FROM {table}"))
         return
     sqlite = conn.dialect.name != "postgresql"

@@ -36,20 +36,10 @@ from sqlalchemy import Connection, Engine, text
 from agent_otel.collector.analytics.hook import RollupHook, RollupInput
 from agent_otel.collector.analytics.state import AgentState
 from agent_otel.collector.analytics.store import AgentBump
-from agent_otel.collector.storage.database import has_split_rollups, reading, rollups_file_of
+from agent_otel.collector.storage.database import reading
 
 ROUNDS: Final = "rollup_rounds"  # in the rollups file
 AGENTS_MARK: Final = "rollup_agents_mark"  # in the main file
-
-
-def is_split(conn: Connection) -> bool:
-    """Whether ``conn`` (on the rollups file as its main schema) holds ``rollup_rounds``."""
-    return has_split_rollups(conn.connection.driver_connection, "main")  # type: ignore[arg-type]
-
-
-def attached_split(conn: Connection) -> bool:
-    """Whether ``conn`` (on the main file) has the rollups file attached, holding the rollup tables."""
-    return rollups_file_of(conn) is not None
 
 
 def folded_mark(conn: Connection) -> int:
