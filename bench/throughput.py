@@ -5,6 +5,7 @@
     .venv/bin/python bench/throughput.py --spans 400000  # closed-loop scenarios of another size
     .venv/bin/python bench/throughput.py --soak 600      # also a 10-minute memory soak
     .venv/bin/python bench/throughput.py --only none --soak 600   # the soak alone
+    .venv/bin/python bench/throughput.py --only none --soak 600 --soak-on sqlite   # on a SQLite file
     .venv/bin/python bench/throughput.py --quick --repeat 3  # each scenario 3 times, the median run
 
 Each scenario starts a real ``agent-otel serve`` process on a fresh database and sends
@@ -395,11 +396,12 @@ def with_new_trace_ids(bodies: list[tuple[bytes, int]], round_: int) -> list[tup
     return out
 
 
-def soak(seconds: int, rate: float) -> list[tuple[float, float]]:
-    """Memory over time at a steady rate, PostgreSQL, the default layout (a supervisor and its
-    ingest workers): (elapsed s, PSS MB of all of them) samples."""
-    database = create_database()
-    db_url = _url(database)
+def soak(seconds: int, rate: float, on: str = "postgresql") -> list[tuple[float, float]]:
+    """Memory over time at a steady rate, PostgreSQL (or a SQLite file), the default layout (a
+    supervisor and its ingest workers): (elapsed s, PSS MB of all of them) samples."""
+    database = create_database() if on == "postgresql" else None
+    sqlite_dir = tempfile.mkdtemp() if database is None else None
+    db_url = _url(database) if database else f"sqlite:///{sqlite_dir}/soak.db"
     process, ports = start_collector(db_url, None, single_process=False)
     watch = ProcessWatch(process.pid)
     samples: list[tuple[float, float]] = []
@@ -416,7 +418,10 @@ def soak(seconds: int, rate: float) -> list[tuple[float, float]]:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(120)
-        drop_database(database)
+        if database is not None:
+            drop_database(database)
+        if sqlite_dir is not None:
+            shutil.rmtree(sqlite_dir, ignore_errors=True)
     return samples
 
 
@@ -444,6 +449,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer spans per scenario")
     parser.add_argument("--only", help="run the scenarios whose name contains this text")
     parser.add_argument("--soak", type=int, default=0, metavar="SECONDS", help="also run a memory soak")
+    parser.add_argument(
+        "--soak-on", choices=["postgresql", "sqlite"], default="postgresql", help="the soak's database (PostgreSQL)"
+    )
     parser.add_argument(
         "--spans", type=int, default=0, metavar="N", help="spans per closed-loop scenario (default 1,000,000)"
     )
@@ -505,8 +513,11 @@ def main() -> None:
         print(f"\nspread over the {args.repeat} runs:")
         print("\n".join(spreads))
     if args.soak:
-        samples = soak(args.soak, 5_000)
-        print(f"\nsoak at 5,000 spans/s for {args.soak} s, collector PSS MB over time (all its processes):")
+        samples = soak(args.soak, 5_000, args.soak_on)
+        print(
+            f"\nsoak on {args.soak_on} at 5,000 spans/s for {args.soak} s,"
+            " collector PSS MB over time (all its processes):"
+        )
         print(", ".join(f"{t:.0f}s {mb:.0f}" for t, mb in samples[:: max(1, len(samples) // 20)]))
         first, last = samples[len(samples) // 10][1], samples[-1][1]
         print(f"PSS after warm-up {first:.0f} MB, at the end {last:.0f} MB, peak {max(m for _, m in samples):.0f} MB")

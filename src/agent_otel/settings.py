@@ -175,6 +175,12 @@ class StorageSettings(_Section):
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = Field(
         "FULL", description="SQLite PRAGMA synchronous; FULL makes every acknowledged commit survive power loss"
     )
+    sqlite_writer_cache_mb: int = Field(
+        24,
+        ge=1,
+        le=4096,
+        description="SQLite page cache of the ingest writer's connection, in MB (other connections keep SQLite's 2 MB)",
+    )
     pool_size: int = Field(5, ge=1, description="PostgreSQL connections of the read (API) pool")
     partition_days_ahead: int = Field(3, ge=1, description="PostgreSQL daily partitions created ahead")
 

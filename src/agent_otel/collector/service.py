@@ -105,13 +105,23 @@ def bind(address: ListenAddress, reuse_port: bool = False, listen: bool = True) 
     return sock
 
 
-def writer_engine(settings: Settings, *, rollups: bool = True) -> Engine:
+def writer_engine(settings: Settings, *, rollups: bool = True, ingest: bool = False) -> Engine:
     """The writer's own engine. On SQLite every transaction starts with BEGIN IMMEDIATE, so the
     write lock is taken up front (no lock upgrade, no SQLITE_BUSY deadlock between processes);
     a connection from ``reading(engine)`` begins a plain (deferred) read transaction instead.
     With ``rollups`` False a SQLite file's rollups file is not attached (``create_db_engine``):
     the ingest writer's engine when the rollups are deferred, so that it locks the main file
-    alone and the rollup applier writes the rollups file meanwhile."""
+    alone and the rollup applier writes the rollups file meanwhile.
+
+    ``ingest``: the engine of a process that runs the ingest writer. On SQLite its connections
+    get a page cache of ``storage.sqlite_writer_cache_mb`` instead of SQLite's 2 MB. Each write
+    group changes a page of every random-keyed index for nearly every row (tens of MB of pages
+    per group): with 2 MB even the indexes' interior pages did not stay, so the writer read
+    pages back from the OS (``pread``: 14% of its CPU, perf) and wrote dirty pages to the log
+    mid-transaction, again when changed again. 24 MB gave 21% more spans/s into SQLite (the
+    median of interleaved pairs) for about 24 MB more memory (docs/performance.md, 2026-12-07).
+    The engine's other connections (the checkpoint's, the key refresh's reads) fill little of
+    theirs."""
     engine = (
         # the writer handles lost connections itself (StorageUnavailable, probe, reconnect), so no
         # per-transaction ping round trip
@@ -125,6 +135,8 @@ def writer_engine(settings: Settings, *, rollups: bool = True) -> Engine:
         def _autocommit(dbapi_conn: Any, _record: object) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")  # its writers call checkpoint_wal
+            if ingest:
+                dbapi_conn.execute(f"PRAGMA cache_size=-{settings.storage.sqlite_writer_cache_mb * 1024}")  # KiB
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
@@ -242,7 +254,7 @@ class Collector:
         # tables (migrations, retention) uses an engine that attaches it.
         on_file = is_sqlite_file(settings.db_url)
         split = deferred and on_file  # an in-memory database is private to its engine: one engine
-        self.engine = writer_engine(settings, rollups=not split)
+        self.engine = writer_engine(settings, rollups=not split, ingest=self.role != "api")
         self.jobs_engine = writer_engine(settings) if split else self.engine
         checkpointer = (lambda: checkpoint_wal(self.engine)) if on_file else None  # SQLite's WAL
         self.read_engine = create_db_engine(settings)

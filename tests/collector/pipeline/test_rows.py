@@ -1,14 +1,16 @@
-"""Row building: the compiled timestamp conversion against the Python one it replaces."""
+"""Row building: the compiled timestamp conversions against the Python ones they replace (``rows.ts``
+for every row, ``store.sqlite_ts`` for SQLite's timestamp text)."""
 
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from agent_otel.collector.pipeline import rows
 from agent_otel.collector.pipeline.normalize import COMPILED_SCAN
+from agent_otel.collector.storage import store
 
 EDGES = [
     0,
@@ -32,6 +34,7 @@ EDGES = [
 
 def test_the_compiled_conversion_is_built_under_ci() -> None:
     assert rows.ts is not rows._ts or not COMPILED_SCAN
+    assert store.sqlite_ts is not store._sqlite_ts or not COMPILED_SCAN
 
 
 @pytest.mark.parametrize("ns", EDGES)
@@ -59,6 +62,41 @@ def test_the_result_is_an_aware_datetime_in_utc() -> None:
     value = rows.ts(1_795_000_000 * 10**9 + 1_500)
     assert value == datetime(2026, 11, 18, 11, 6, 40, 1, tzinfo=UTC)
     assert value.utcoffset() is not None and value.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 12, 7, 1, 2, 3, 456, tzinfo=UTC),
+        datetime(2026, 12, 7, 1, 2, 3),  # naive: taken as UTC already
+        datetime(2026, 12, 7, 1, 2, 3, 999_999, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        datetime(2026, 12, 7, 23, 0, tzinfo=timezone(timedelta(hours=-2))),  # the next day in UTC
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(999, 2, 3, 4, 5, 6, 7),  # a three-digit year is zero-padded
+        datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    ],
+)
+def test_sqlite_text_is_the_same_as_the_python_form(value: datetime) -> None:
+    assert store.sqlite_ts(value) == store._sqlite_ts(value)
+    assert len(store.sqlite_ts(value)) == 26
+
+
+def test_sqlite_text_of_random_times_is_the_same() -> None:
+    rng = random.Random(11)
+    zones = [UTC, None, timezone(timedelta(hours=9)), timezone(timedelta(hours=-7, minutes=-30))]
+    for _ in range(50_000):
+        value = rows.ts(rng.randrange(86_400 * 10**9, 253_402_214_400 * 10**9))
+        value = value.replace(tzinfo=rng.choice(zones)) if rng.random() < 0.5 else value
+        assert store.sqlite_ts(value) == store._sqlite_ts(value), value
+
+
+def test_sqlite_text_refuses_what_is_not_a_datetime() -> None:
+    with pytest.raises((TypeError, AttributeError)):
+        store.sqlite_ts("2026-12-07")  # type: ignore[arg-type]
+    with pytest.raises(OverflowError):  # before year 1 once in UTC, in both
+        store._sqlite_ts(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))))
+    with pytest.raises(OverflowError):
+        store.sqlite_ts(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))))
 
 
 def test_agent_rows_merge_as_the_store_merges_one_row_per_execution() -> None:

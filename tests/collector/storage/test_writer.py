@@ -14,7 +14,7 @@ import httpx
 import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
 
 from agent_otel.collector.storage.database import libpq_conninfo, sqlite_path
@@ -302,3 +302,30 @@ def test_on_sqlite_the_writers_checkpoint_starts_the_wal_over(sqlite_url: str) -
         assert wal_bytes() == second  # it started over, into the same file
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(("role", "configured", "expected_kib"), [("all", None, 24 * 1024), ("ingest", 8, 8 * 1024)])
+def test_on_sqlite_the_ingest_writers_connections_get_the_configured_page_cache(
+    sqlite_url: str, role: str, configured: int | None, expected_kib: int
+) -> None:
+    """``storage.sqlite_writer_cache_mb`` sizes the page cache of the ingest writer's connections
+    (24 MB by default); the supervisor's writer engine (role "api", the rollup applier's small
+    writes) and the read engine keep SQLite's default of 2 MB."""
+    from agent_otel.collector.service import Collector
+    from agent_otel.collector.storage.database import reading
+
+    def cache_kib(engine: Engine) -> int:
+        with reading(engine) as conn:
+            return -int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
+
+    overrides = {"storage": {"sqlite_writer_cache_mb": configured}} if configured else {}
+    ingest = Collector(make_settings(sqlite_url, **overrides), role=role)
+    supervisor = Collector(make_settings(sqlite_url, **overrides), role="api")
+    try:
+        assert cache_kib(ingest.engine) == expected_kib
+        assert cache_kib(supervisor.engine) == 2000
+        assert cache_kib(ingest.read_engine) == 2000
+    finally:
+        for collector in (ingest, supervisor):
+            for engine in {collector.engine, collector.jobs_engine, collector.read_engine}:
+                engine.dispose()
