@@ -450,16 +450,12 @@ class RollupApplier:
                     raise
                 with reading(rollups) as conn:
                     after = rollups_file.folded_mark(conn)
-                with self.engine.begin() as conn:
+                with reading(self.engine) as conn:
                     failed = conn.execute(
                         text(f"SELECT min(id) FROM {TABLE} WHERE id > :after AND attempts < {MAX_ATTEMPTS}"),
                         {"after": after},
                     ).scalar_one()
-                    if failed is not None:
-                        conn.execute(text(f"UPDATE {TABLE} SET attempts = attempts + 1 WHERE id = :id"), {"id": failed})
-                log.error("rollup delta %s failed to apply (%s)", failed, type(exc).__name__)
-                if self.metrics is not None:
-                    self.metrics.rollup_failed()
+                self._failed(None if failed is None else int(failed), exc)
                 break
             if not done:
                 break
@@ -483,12 +479,18 @@ class RollupApplier:
             except Exception as exc:
                 if _transient(exc):
                     raise
-                log.error("rollup delta %d failed to apply (%s)", delta_id, type(exc).__name__)
-                if self.metrics is not None:
-                    self.metrics.rollup_failed()
-                with self.engine.begin() as conn:
-                    conn.execute(text(f"UPDATE {TABLE} SET attempts = attempts + 1 WHERE id = :id"), {"id": delta_id})
+                self._failed(delta_id, exc)
         return applied
+
+    def _failed(self, delta_id: int | None, exc: Exception) -> None:
+        """A delta failed to apply alone: logged, counted, and its attempt recorded (set aside
+        after ``MAX_ATTEMPTS``); ``None`` when no pending delta is left to hold to account."""
+        log.error("rollup delta %s failed to apply (%s)", delta_id, type(exc).__name__)
+        if self.metrics is not None:
+            self.metrics.rollup_failed()
+        if delta_id is not None:
+            with self.engine.begin() as conn:
+                conn.execute(text(f"UPDATE {TABLE} SET attempts = attempts + 1 WHERE id = :id"), {"id": delta_id})
 
     def _report(self) -> None:
         if self.metrics is None:
