@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import Engine
 
 from agent_otel.collector.analytics.outbox import backlog
-from agent_otel.collector.service import Collector
+from agent_otel.collector.service import Collector, writer_engine
 from agent_otel.collector.storage.database import create_db_engine
 from agent_otel.settings import Settings, load_settings
 
@@ -183,11 +183,18 @@ def running_collector(db_url: str, collector_factory: Callable[..., RunningColle
 
 
 @pytest.fixture
-def engine_for() -> Iterator[Callable[[str], Engine]]:
+def engine_for() -> Iterator[Callable[..., Engine]]:
+    """Engines on a test database, disposed after the test. ``writer=True``: the collector's own
+    writer engine (``service.writer_engine``; ``ingest`` as the ingest writer's, whose SQLite
+    connections do not attach the rollups file). A test that writes while another thread or
+    process does must write through one: on SQLite its transactions take the write lock up front
+    (``BEGIN IMMEDIATE``), whereas a plain engine's deferred transaction that has read first gets
+    "database is locked" at once, without the busy timeout, when another writer holds the lock."""
     engines: list[Engine] = []
 
-    def factory(url: str) -> Engine:
-        engine = create_db_engine(make_settings(url))
+    def factory(url: str, *, writer: bool = False, ingest: bool = False) -> Engine:
+        settings = make_settings(url)
+        engine = writer_engine(settings, rollups=not ingest, ingest=ingest) if writer else create_db_engine(settings)
         engines.append(engine)
         return engine
 

@@ -236,20 +236,22 @@ def test_a_full_round_goes_on_at_once(db_url: str, engine_for: Callable[[str], E
 
 
 def test_when_the_writers_go_quiet_pending_deltas_do_not_wait_the_pace(
-    db_url: str, engine_for: Callable[[str], Engine]
+    db_url: str, engine_for: Callable[..., Engine]
 ) -> None:
-    """The last deltas of a burst are applied soon after the writers stop, not a pace later."""
+    """The last deltas of a burst are applied soon after the writers stop, not a pace later.
+    The two write concurrently, so each through the collector's engine for it."""
     engine = engine_for(db_url)
     migrate.upgrade(engine)
-    _ingest(engine, 1)
+    ingest = engine_for(db_url, writer=True, ingest=True)
+    _ingest(ingest, 1)
     hook = CountingHook()
-    applier = RollupApplier(engine, hook, interval=0.05, pace=60.0, quiet=0.2)
+    applier = RollupApplier(engine_for(db_url, writer=True), hook, interval=0.05, pace=60.0, quiet=0.2)
     applier.start()
     try:
         deadline = time.monotonic() + 10
         while hook.rounds < 1 and time.monotonic() < deadline:
             time.sleep(0.01)
-        _ingest(engine, 2)  # written while the applier paces after its first round
+        _ingest(ingest, 2)  # written while the applier paces after its first round
         written = time.monotonic()
         wait_for_rollups(engine, timeout=10)  # the pace is 60 s
         assert time.monotonic() - written < 5
