@@ -6,6 +6,12 @@ Deterministic from a seed. Request bodies are encoded before the clock starts (a
 disk), so the sender spends its CPU on sending, not on building protobufs: on a 2-core machine
 the load generator shares the CPUs with the collector and PostgreSQL.
 
+The traces cover the hour before the bodies were built. ``--arrival live`` (the default) sends
+them in the order they started, each within 10 s of its neighbours, as agents running live
+export them (an SDK exports a span within seconds of its end); ``shuffled`` sends the same hour in
+random order, as a replay or a backfill would. Indexes keyed by time (an agent's or a model's
+executions by start) are appended to in the first and written all over in the second.
+
     python bench/loadgen.py --endpoint http://127.0.0.1:4318 --spans 200000 --senders 8
 """
 
@@ -88,12 +94,20 @@ def _content(rng: random.Random, size: int) -> str:
     return " ".join(words)
 
 
-def _trace(rng: random.Random, now_ns: int) -> list[Span]:
+ARRIVALS = ("live", "shuffled")
+WINDOW_S = 3600  # the hour the traces cover
+
+
+def _trace(rng: random.Random, now_ns: int, live_ns: int | None = None) -> list[Span]:
+    """One trace. It starts at a random second of the hour before ``now_ns``, or with ``live_ns``
+    up to 9 s before that time (the same random draws either way, so both orders send the same
+    traces but for their times)."""
     trace_id = rng.randbytes(16)
     root_id = rng.randbytes(8)
     agent = rng.choice(AGENTS)
     provider, model = rng.choice(MODELS)
-    start = now_ns - rng.randint(1, 3600) * 1_000_000_000
+    offset = rng.randint(1, WINDOW_S)
+    start = now_ns - offset * 1_000_000_000 if live_ns is None else live_ns - (offset % 10) * 1_000_000_000
     failed = rng.random() < 0.05
     steps = rng.randint(2, 4)
     spans: list[Span] = []
@@ -174,9 +188,12 @@ def _trace(rng: random.Random, now_ns: int) -> list[Span]:
     return spans  # children first, as an SDK exports them
 
 
-def build_bodies(total_spans: int, batch_size: int, seed: int) -> list[tuple[bytes, int]]:
-    """(request body, span count) pairs totalling at least ``total_spans``; cached by parameters."""
-    key = hashlib.sha256(f"v2:{total_spans}:{batch_size}:{seed}".encode()).hexdigest()[:16]
+def build_bodies(total_spans: int, batch_size: int, seed: int, arrival: str = "live") -> list[tuple[bytes, int]]:
+    """(request body, span count) pairs totalling at least ``total_spans``; cached by parameters.
+    ``arrival``: "live" or "shuffled" (see the module's comment)."""
+    if arrival not in ARRIVALS:
+        raise ValueError(f"arrival must be one of {ARRIVALS}, not {arrival!r}")
+    key = hashlib.sha256(f"v3:{total_spans}:{batch_size}:{seed}:{arrival}".encode()).hexdigest()[:16]
     cache = CACHE / f"bodies-{key}.pickle"
     if cache.exists():
         loaded: list[tuple[bytes, int]] = pickle.loads(cache.read_bytes())  # noqa: S301 - our own cache file
@@ -187,7 +204,10 @@ def build_bodies(total_spans: int, batch_size: int, seed: int) -> list[tuple[byt
     pending: list[Span] = []
     produced = 0
     while produced < total_spans:
-        spans = _trace(rng, now)
+        # live: the traces' start times move through the hour as they are produced, ending a
+        # minute before ``now`` (so that no span ends in the future)
+        live = now - 60 * 10**9 - int(WINDOW_S * 10**9 * (1 - produced / total_spans)) if arrival == "live" else None
+        spans = _trace(rng, now, live)
         pending.extend(spans)
         produced += len(spans)
         if len(pending) >= batch_size or produced >= total_spans:
@@ -379,8 +399,9 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=8)
     parser.add_argument("--rate", type=float, help="spans per second (open loop); default: as fast as acknowledged")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--arrival", choices=ARRIVALS, default="live", help="the traces' order (see above)")
     args = parser.parse_args()
-    bodies = build_bodies(args.spans, args.batch_size, args.seed)
+    bodies = build_bodies(args.spans, args.batch_size, args.seed, args.arrival)
     result = asyncio.run(send(bodies, args.endpoint, args.protocol, args.senders, args.rate))
     print(
         f"acknowledged {result.acknowledged_spans} spans in {result.seconds:.1f} s: "

@@ -7,9 +7,13 @@
     .venv/bin/python bench/throughput.py --only none --soak 600   # the soak alone
     .venv/bin/python bench/throughput.py --only none --soak 600 --soak-on sqlite   # on a SQLite file
     .venv/bin/python bench/throughput.py --quick --repeat 3  # each scenario 3 times, the median run
+    .venv/bin/python bench/throughput.py --arrival shuffled  # the same hour of traces in random order
 
 Each scenario starts a real ``agent-otel serve`` process on a fresh database and sends
-pre-encoded realistic agent traces (bench/loadgen.py) over OTLP/HTTP protobuf or OTLP/gRPC. The
+pre-encoded realistic agent traces (bench/loadgen.py) over OTLP/HTTP protobuf or OTLP/gRPC, an
+hour of traces in the order they ran as live agents export them (``--arrival shuffled``: the
+same hour in random order, as a replay would send it; figures before 2026-12-07's eighth
+session were measured that way). The
 first 10 requests (5,120 spans) warm the fresh collector up (connections, temp tables, caches)
 and are not measured. Reported per scenario:
 
@@ -51,7 +55,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.loadgen import SendResult, build_bodies, send  # noqa: E402
+from bench.loadgen import ARRIVALS, SendResult, build_bodies, send  # noqa: E402
 
 PG_ADMIN = os.environ.get("AGENT_OTEL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 LISTENING = re.compile(r"^(otlp-grpc|otlp-http|http) listening on [^:]+:(\d+)$")
@@ -319,11 +323,11 @@ def raw_copy_rate(db_url: str) -> float:
     return sum(counts.values()) / elapsed
 
 
-def run(scenario: Scenario, seed: int) -> Outcome:
+def run(scenario: Scenario, seed: int, arrival: str = "live") -> Outcome:
     database = create_database() if scenario.database == "postgresql" else None
     sqlite_dir = tempfile.mkdtemp() if database is None else None
     db_url = _url(database) if database else f"sqlite:///{sqlite_dir}/bench.db"
-    bodies = build_bodies(scenario.spans, scenario.batch_size, seed)
+    bodies = build_bodies(scenario.spans, scenario.batch_size, seed, arrival)
     total = sum(count for _, count in bodies)
     process, ports = start_collector(db_url, scenario.workers, scenario.single_process)
     watch = ProcessWatch(process.pid)
@@ -396,7 +400,7 @@ def with_new_trace_ids(bodies: list[tuple[bytes, int]], round_: int) -> list[tup
     return out
 
 
-def soak(seconds: int, rate: float, on: str = "postgresql") -> list[tuple[float, float]]:
+def soak(seconds: int, rate: float, on: str = "postgresql", arrival: str = "live") -> list[tuple[float, float]]:
     """Memory over time at a steady rate, PostgreSQL (or a SQLite file), the default layout (a
     supervisor and its ingest workers): (elapsed s, PSS MB of all of them) samples."""
     database = create_database() if on == "postgresql" else None
@@ -406,7 +410,7 @@ def soak(seconds: int, rate: float, on: str = "postgresql") -> list[tuple[float,
     watch = ProcessWatch(process.pid)
     samples: list[tuple[float, float]] = []
     per_round = int(rate * 10)  # 10 s of traffic per round
-    pool = build_bodies(per_round, 512, 100)
+    pool = build_bodies(per_round, 512, 100, arrival)
     try:
         started = time.perf_counter()
         round_ = 0
@@ -458,6 +462,12 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, metavar="N", help="run each scenario N times and report the median run"
     )
+    parser.add_argument(
+        "--arrival",
+        choices=ARRIVALS,
+        default="live",
+        help="the traces' order (bench/loadgen.py): live (default) or shuffled",
+    )
     args = parser.parse_args()
     # Closed loop (as fast as acknowledged): a million spans in the full run, about half a minute of
     # sustained load, in which the rollup applier's last round after the senders stop (about half a
@@ -484,8 +494,8 @@ def main() -> None:
     if args.only:
         scenarios = [s for s in scenarios if args.only.lower() in s.name.lower()]
     print(
-        f"building request bodies ({sustained:,} spans per closed-loop scenario, {n:,} per open-loop one;"
-        " cached in bench/results/cache)",
+        f"building request bodies ({sustained:,} spans per closed-loop scenario, {n:,} per open-loop one,"
+        f" arrival {args.arrival}; cached in bench/results/cache)",
         flush=True,
     )
     outcomes = []
@@ -494,7 +504,8 @@ def main() -> None:
         runs = []
         for attempt in range(args.repeat):
             print(f"running: {scenario.name} ({attempt + 1}/{args.repeat}) ...", flush=True)
-            runs.append(run(scenario, seed=100))  # same traffic in every scenario (one body cache)
+            # the same traffic in every scenario (one body cache)
+            runs.append(run(scenario, seed=100, arrival=args.arrival))
         runs.sort(key=lambda o: o.sent.spans_per_second)
         outcomes.append(runs[len(runs) // 2])
         ratios = sorted(o.persisted_per_second / o.raw_copy_rows_per_second for o in runs if o.raw_copy_rows_per_second)
@@ -513,7 +524,7 @@ def main() -> None:
         print(f"\nspread over the {args.repeat} runs:")
         print("\n".join(spreads))
     if args.soak:
-        samples = soak(args.soak, 5_000, args.soak_on)
+        samples = soak(args.soak, 5_000, args.soak_on, args.arrival)
         print(
             f"\nsoak on {args.soak_on} at 5,000 spans/s for {args.soak} s,"
             " collector PSS MB over time (all its processes):"

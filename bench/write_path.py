@@ -40,15 +40,15 @@ from agent_otel.collector.storage.partitions import ensure_partitions
 from agent_otel.collector.storage.transaction import ChangeHook, write_group
 from agent_otel.sanitize import RedactionCounts
 from agent_otel.settings import RetentionSettings, SanitizerSettings, load_settings
-from bench.loadgen import build_bodies
+from bench.loadgen import ARRIVALS, build_bodies
 
 
-def batches(spans: int, seed: int) -> list[NormalizedBatch]:
+def batches(spans: int, seed: int, arrival: str = "live") -> list[NormalizedBatch]:
     normalizer = Normalizer(SpanSanitizer(SanitizerSettings()))
     pricer = Pricer(PriceBook(builtin_prices()))
     limits = Limits(time.time_ns(), 86_400 * 10**9, 3650 * 86_400 * 10**9, 32)
     out = []
-    for body, _ in build_bodies(spans, 512, seed):
+    for body, _ in build_bodies(spans, 512, seed, arrival):
         batch = normalizer.traces(decode_traces(body, "protobuf"), "default", limits, RedactionCounts())
         pricer.apply(batch)
         out.append(batch)
@@ -104,10 +104,11 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["none", "outbox", "inline"], help="one variant: no rollups, the outbox (default), inline"
     )
+    parser.add_argument("--arrival", choices=ARRIVALS, default="live", help="the traces' order (bench/loadgen.py)")
     parser.add_argument("--sqlite-cache-mb", type=int, help="storage.sqlite_writer_cache_mb (default: the setting's)")
     args = parser.parse_args()
     tune_gc()  # as serve does once everything is imported, before any traffic
-    prepared = batches(args.spans, seed=4242)
+    prepared = batches(args.spans, seed=4242, arrival=args.arrival)
     groups = [prepared[i : i + args.group] for i in range(0, len(prepared), args.group)]
     variants: list[tuple[str, list[ChangeHook]]] = [
         ("without rollups", []),
