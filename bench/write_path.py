@@ -9,7 +9,7 @@ microseconds per span and, on PostgreSQL, the CPU of the server backend that did
 It writes as the ingest worker does: the garbage collector tuned as ``serve`` tunes it, the
 ingest writer's engine (on SQLite its page cache, ``storage.sqlite_writer_cache_mb``, and the
 main file alone when the rollups are deferred) and, on a SQLite file, the WAL checkpoint after
-each group. Before 2026-12-07 it did none of the three, and on SQLite the untuned collector
+each group. Before 2026-12-07 it did none of the three, and on SQLite the untuned garbage collector
 alone was 13% of its CPU (perf).
 """
 
