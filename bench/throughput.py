@@ -46,6 +46,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,6 +204,21 @@ def drop_database(name: str) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@contextlib.contextmanager
+def fresh_database(on: str, file_name: str) -> Iterator[tuple[str, str | None]]:
+    """(URL, PostgreSQL database name or None) of a new database, PostgreSQL or a SQLite file
+    named ``file_name`` in a directory of its own; dropped or deleted afterwards."""
+    database = create_database() if on == "postgresql" else None
+    sqlite_dir = tempfile.mkdtemp() if database is None else None
+    try:
+        yield (_url(database) if database else f"sqlite:///{sqlite_dir}/{file_name}"), database
+    finally:
+        if database is not None:
+            drop_database(database)
+        if sqlite_dir is not None:
+            shutil.rmtree(sqlite_dir, ignore_errors=True)
+
+
 def start_collector(
     db_url: str, workers: int | None, single_process: bool
 ) -> tuple[subprocess.Popen[str], dict[str, int]]:
@@ -324,9 +340,11 @@ def raw_copy_rate(db_url: str) -> float:
 
 
 def run(scenario: Scenario, seed: int, arrival: str = "live") -> Outcome:
-    database = create_database() if scenario.database == "postgresql" else None
-    sqlite_dir = tempfile.mkdtemp() if database is None else None
-    db_url = _url(database) if database else f"sqlite:///{sqlite_dir}/bench.db"
+    with fresh_database(scenario.database, "bench.db") as (db_url, database):
+        return _run(scenario, seed, arrival, db_url, database)
+
+
+def _run(scenario: Scenario, seed: int, arrival: str, db_url: str, database: str | None) -> Outcome:
     bodies = build_bodies(scenario.spans, scenario.batch_size, seed, arrival)
     total = sum(count for _, count in bodies)
     process, ports = start_collector(db_url, scenario.workers, scenario.single_process)
@@ -366,10 +384,6 @@ def run(scenario: Scenario, seed: int, arrival: str = "live") -> Outcome:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(120)
-        if database:
-            drop_database(database)
-        if sqlite_dir is not None:
-            shutil.rmtree(sqlite_dir, ignore_errors=True)
     return Outcome(
         scenario,
         sent,
@@ -403,29 +417,23 @@ def with_new_trace_ids(bodies: list[tuple[bytes, int]], round_: int) -> list[tup
 def soak(seconds: int, rate: float, on: str = "postgresql", arrival: str = "live") -> list[tuple[float, float]]:
     """Memory over time at a steady rate, PostgreSQL (or a SQLite file), the default layout (a
     supervisor and its ingest workers): (elapsed s, PSS MB of all of them) samples."""
-    database = create_database() if on == "postgresql" else None
-    sqlite_dir = tempfile.mkdtemp() if database is None else None
-    db_url = _url(database) if database else f"sqlite:///{sqlite_dir}/soak.db"
-    process, ports = start_collector(db_url, None, single_process=False)
-    watch = ProcessWatch(process.pid)
-    samples: list[tuple[float, float]] = []
     per_round = int(rate * 10)  # 10 s of traffic per round
     pool = build_bodies(per_round, 512, 100, arrival)
-    try:
-        started = time.perf_counter()
-        round_ = 0
-        while time.perf_counter() - started < seconds:
-            round_ += 1
-            bodies = with_new_trace_ids(pool, round_)
-            asyncio.run(send(bodies, f"http://127.0.0.1:{ports['otlp-http']}", "http", 4, rate))
-            samples.append((time.perf_counter() - started, watch.memory()[1] / 2**20))
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(120)
-        if database is not None:
-            drop_database(database)
-        if sqlite_dir is not None:
-            shutil.rmtree(sqlite_dir, ignore_errors=True)
+    samples: list[tuple[float, float]] = []
+    with fresh_database(on, "soak.db") as (db_url, _):
+        process, ports = start_collector(db_url, None, single_process=False)
+        watch = ProcessWatch(process.pid)
+        try:
+            started = time.perf_counter()
+            round_ = 0
+            while time.perf_counter() - started < seconds:
+                round_ += 1
+                bodies = with_new_trace_ids(pool, round_)
+                asyncio.run(send(bodies, f"http://127.0.0.1:{ports['otlp-http']}", "http", 4, rate))
+                samples.append((time.perf_counter() - started, watch.memory()[1] / 2**20))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(120)
     return samples
 
 

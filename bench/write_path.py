@@ -97,27 +97,23 @@ def run(
 
 
 def main() -> None:
+    variants: dict[str, tuple[str, list[ChangeHook]]] = {
+        "none": ("without rollups", []),
+        "outbox": ("rollup outbox", [OutboxHook()]),  # the default: rollups applied later (deferred)
+        "inline": ("inline rollups", [RollupHook(RetentionSettings())]),
+    }
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--spans", type=int, default=60_000)
     parser.add_argument("--group", type=int, default=8, help="requests of 512 spans per transaction")
-    parser.add_argument(
-        "--only", choices=["none", "outbox", "inline"], help="one variant: no rollups, the outbox (default), inline"
-    )
+    parser.add_argument("--only", choices=list(variants), help="one variant: no rollups, the outbox (default), inline")
     parser.add_argument("--arrival", choices=ARRIVALS, default="live", help="the traces' order (bench/loadgen.py)")
     parser.add_argument("--sqlite-cache-mb", type=int, help="storage.sqlite_writer_cache_mb (default: the setting's)")
     args = parser.parse_args()
     tune_gc()  # as serve does once everything is imported, before any traffic
     prepared = batches(args.spans, seed=4242, arrival=args.arrival)
     groups = [prepared[i : i + args.group] for i in range(0, len(prepared), args.group)]
-    variants: list[tuple[str, list[ChangeHook]]] = [
-        ("without rollups", []),
-        ("rollup outbox", [OutboxHook()]),  # the default: rollups applied later (deferred)
-        ("inline rollups", [RollupHook(RetentionSettings())]),
-    ]
-    if args.only:
-        variants = [variants[("none", "outbox", "inline").index(args.only)]]
-    for label, hooks in variants:
+    for label, hooks in [variants[args.only]] if args.only else variants.values():
         if args.db.startswith("postgresql"):
             name = f"bench_write_{uuid.uuid4().hex[:8]}"
             with psycopg.connect(args.db, autocommit=True) as admin:
