@@ -312,6 +312,16 @@ def stored_rows(db_url: str) -> tuple[int, int]:
         return int(row[0]), int(row[1])
 
 
+def checkpoint(db_url: str) -> None:
+    """Start a measured phase (the collector's load, the raw COPY) right after a checkpoint, so
+    neither inherits the other's: with the server's 1 GB ``max_wal_size`` either phase writes
+    about a checkpoint's worth of WAL, and whether a checkpoint (and the full-page images after
+    it) fell inside a phase depended on where the previous phase left the WAL."""
+    if not db_url.startswith("sqlite"):
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+
+
 def raw_copy_rate(db_url: str) -> float:
     """Rows per second of binary COPY into twins of the raw tables (same indexes), psql to psql."""
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -329,6 +339,7 @@ def raw_copy_rate(db_url: str) -> float:
                     stdout=out,
                     check=True,
                 )
+        checkpoint(db_url)
         started = time.perf_counter()
         script = "".join(f"\\copy twin_{t} FROM '{files[t]}' (FORMAT binary)\n" for t in RAW_TABLES)
         subprocess.run(["psql", db_url, "-q", "-1", "-v", "ON_ERROR_STOP=1"], input=script, text=True, check=True)
@@ -363,6 +374,7 @@ def _run(scenario: Scenario, seed: int, arrival: str, db_url: str, database: str
         # create its temp tables and fill its caches (PostgreSQL's too)
         warm, measured = bodies[:WARMUP_REQUESTS], bodies[WARMUP_REQUESTS:]
         asyncio.run(send(warm, endpoint, scenario.protocol, scenario.senders, scenario.rate))
+        checkpoint(db_url)
         cpu0 = watch.cpu_seconds()
         sent = asyncio.run(send(measured, endpoint, scenario.protocol, scenario.senders, scenario.rate))
         # from the first measured request, not from before the load generator made its clients

@@ -167,6 +167,26 @@ def test_rollup_tables_are_analyzed_once_they_grew(pg_url: str, engine_for: Call
         ).scalar_one()
     assert analyzed
 
+    def flushed(statement: str) -> None:
+        with engine.begin() as conn:
+            conn.execute(text(statement))
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_stat_force_next_flush()"))
+
+    # rows rewritten in place (what every applier round does) leave the statistics as they are
+    flushed("UPDATE agent_metric_users SET period_start = period_start + interval '1 hour'")
+    flushed("UPDATE agent_metric_users SET period_start = period_start - interval '1 hour'")
+    assert refresh_statistics(engine) == []
+    # growth past a tenth of the rows the last ANALYZE saw does not
+    flushed(
+        "INSERT INTO agent_metric_users SELECT 'default', 'a', 'day', now(), 'u' || g FROM generate_series(1, 100) g"
+    )
+    assert refresh_statistics(engine) == []
+    flushed(
+        "INSERT INTO agent_metric_users SELECT 'default', 'a', 'week', now(), 'u' || g FROM generate_series(1, 100) g"
+    )
+    assert refresh_statistics(engine) == ["agent_metric_users"]
+
 
 def test_hook_works_after_a_rolled_back_savepoint(db_url: str, engine_for: Callable[[str], Engine]) -> None:
     """The writer isolates a bad span in savepoints: rollup temp tables created inside a savepoint
