@@ -15,7 +15,8 @@ hour of traces in the order they ran as live agents export them (``--arrival shu
 same hour in random order, as a replay would send it; figures before 2026-12-07's eighth
 session were measured that way). The
 first 10 requests (5,120 spans) warm the fresh collector up (connections, temp tables, caches)
-and are not measured. Reported per scenario:
+and are not measured. On PostgreSQL each measured phase (the load, the raw COPY) starts right
+after a ``CHECKPOINT``. Reported per scenario:
 
 - spans acknowledged per second: acknowledgements come only after the commit of the spans' rows
   and of their rollup deltas (deferred rollups, the default; see docs/performance.md);
