@@ -177,7 +177,7 @@ def test_rollup_tables_are_analyzed_once_they_grew(pg_url: str, engine_for: Call
     flushed("UPDATE agent_metric_users SET period_start = period_start + interval '1 hour'")
     flushed("UPDATE agent_metric_users SET period_start = period_start - interval '1 hour'")
     assert refresh_statistics(engine) == []
-    # growth past a tenth of the rows the last ANALYZE saw does not
+    # growth by less than a tenth of the rows the last ANALYZE saw does not either; past it, it does
     flushed(
         "INSERT INTO agent_metric_users SELECT 'default', 'a', 'day', now(), 'u' || g FROM generate_series(1, 100) g"
     )

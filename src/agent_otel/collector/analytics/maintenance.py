@@ -11,10 +11,10 @@ rows and grew by 10% since.
 
 Growth, not changed rows: the rollup rows are updated in place all the time (each applier round
 rewrites most of the day's ``usage_daily`` and the hour's interactions), which changes no
-statistic a plan of these statements depends on, while counting updates as changes ANALYZEd the
-interactions table every 15 seconds under load, about 1.3 s of a PostgreSQL backend each time
-(py-spy of the supervisor, 2026-12-07: 8.5% of the time under full load). Autovacuum still
-analyzes them after its own threshold of changed rows.
+statistic a plan of these statements depends on, while counting updates as changes ANALYZEd
+every rollup table at every check under full load: about 1.3 s of a PostgreSQL backend per 15 s
+(py-spy of the supervisor, 2026-12-07). Autovacuum still analyzes them after its own threshold
+of changed rows.
 """
 
 from __future__ import annotations
