@@ -188,34 +188,35 @@ class BackendWatch:
         return sum(self.last[pid] - self.first[pid] for pid in self.last)
 
 
-def _url(database: str) -> str:
-    base, _, _ = PG_ADMIN.rpartition("/")
+def _url(database: str, admin: str = PG_ADMIN) -> str:
+    base, _, _ = admin.rpartition("/")
     return f"{base}/{database}"
 
 
-def create_database() -> str:
+def create_database(admin: str = PG_ADMIN) -> str:
     name = f"agent_otel_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+    with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return name
 
 
-def drop_database(name: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+def drop_database(name: str, admin: str = PG_ADMIN) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @contextlib.contextmanager
-def fresh_database(on: str, file_name: str) -> Iterator[tuple[str, str | None]]:
-    """(URL, PostgreSQL database name or None) of a new database, PostgreSQL or a SQLite file
-    named ``file_name`` in a directory of its own; dropped or deleted afterwards."""
-    database = create_database() if on == "postgresql" else None
+def fresh_database(on: str, file_name: str, admin: str = PG_ADMIN) -> Iterator[tuple[str, str | None]]:
+    """(URL, PostgreSQL database name or None) of a new database, PostgreSQL (on the server of
+    ``admin``) or a SQLite file named ``file_name`` in a directory of its own; dropped or deleted
+    afterwards."""
+    database = create_database(admin) if on == "postgresql" else None
     sqlite_dir = tempfile.mkdtemp() if database is None else None
     try:
-        yield (_url(database) if database else f"sqlite:///{sqlite_dir}/{file_name}"), database
+        yield (_url(database, admin) if database else f"sqlite:///{sqlite_dir}/{file_name}"), database
     finally:
         if database is not None:
-            drop_database(database)
+            drop_database(database, admin)
         if sqlite_dir is not None:
             shutil.rmtree(sqlite_dir, ignore_errors=True)
 

@@ -18,12 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
-
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent_otel.collector.analytics.hook import RollupHook
@@ -41,6 +37,7 @@ from agent_otel.collector.storage.transaction import ChangeHook, write_group
 from agent_otel.sanitize import RedactionCounts
 from agent_otel.settings import RetentionSettings, SanitizerSettings, load_settings
 from bench.loadgen import ARRIVALS, build_bodies
+from bench.throughput import fresh_database
 
 
 def batches(spans: int, seed: int, arrival: str = "live") -> list[NormalizedBatch]:
@@ -74,8 +71,8 @@ def run(
     setup.dispose()
     # as Collector builds it: with deferred rollups the ingest writer's connections open the main
     # file alone (inline rollups write the rollup tables, so those connections attach them)
-    deferred = not any(isinstance(hook, RollupHook) for hook in hooks)
-    engine = writer_engine(settings, rollups=not deferred, ingest=True)
+    inline = any(isinstance(hook, RollupHook) for hook in hooks)
+    engine = writer_engine(settings, rollups=inline, ingest=True)
     checkpoint = is_sqlite_file(db_url)
     backend = None
     if engine.dialect.name == "postgresql":  # one thread, one pooled connection: one backend
@@ -114,19 +111,11 @@ def main() -> None:
     prepared = batches(args.spans, seed=4242, arrival=args.arrival)
     groups = [prepared[i : i + args.group] for i in range(0, len(prepared), args.group)]
     for label, hooks in [variants[args.only]] if args.only else variants.values():
-        if args.db.startswith("postgresql"):
-            name = f"bench_write_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(args.db, autocommit=True) as admin:
-                admin.execute(f"CREATE DATABASE {name}")
-            url = args.db.rsplit("/", 1)[0] + "/" + name
-        else:  # SQLite: a new file per variant (--db sqlite names only the dialect)
-            url = f"sqlite:///{tempfile.mkdtemp()}/write_path.db"
-        try:
+        # a new database per variant, on the server of --db (SQLite: a new file; --db sqlite names
+        # only the dialect)
+        on = "postgresql" if args.db.startswith("postgresql") else "sqlite"
+        with fresh_database(on, "write_path.db", admin=args.db) as (url, _):
             cpu, db, rate, spans = run(url, groups, hooks, args.sqlite_cache_mb)
-        finally:
-            if args.db.startswith("postgresql"):
-                with psycopg.connect(args.db, autocommit=True) as admin:
-                    admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
         print(
             f"{label:16s}: {cpu:6.2f} CPU us per span in this process"
             + (f", {db:6.2f} in PostgreSQL" if db is not None else "")

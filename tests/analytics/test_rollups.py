@@ -150,15 +150,17 @@ def test_rollup_tables_are_analyzed_once_they_grew(pg_url: str, engine_for: Call
 
     engine = engine_for(pg_url)
     migrate.upgrade(engine)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO agent_metric_users SELECT 'default', 'a', 'hour', now(), 'u' || g"
-                " FROM generate_series(1, 1500) g"
-            )
-        )
-    with engine.begin() as conn:
-        conn.execute(text("SELECT pg_stat_force_next_flush()"))
+
+    def flushed(statement: str) -> None:
+        """Run ``statement``, then make its row counts visible to ``pg_stat_user_tables``."""
+        with engine.begin() as conn:
+            conn.execute(text(statement))
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_stat_force_next_flush()"))
+
+    flushed(
+        "INSERT INTO agent_metric_users SELECT 'default', 'a', 'hour', now(), 'u' || g FROM generate_series(1, 1500) g"
+    )
     assert "agent_metric_users" in refresh_statistics(engine)
     assert refresh_statistics(engine) == []
     with engine.connect() as conn:
@@ -166,12 +168,6 @@ def test_rollup_tables_are_analyzed_once_they_grew(pg_url: str, engine_for: Call
             text("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'agent_metric_users'")
         ).scalar_one()
     assert analyzed
-
-    def flushed(statement: str) -> None:
-        with engine.begin() as conn:
-            conn.execute(text(statement))
-        with engine.begin() as conn:
-            conn.execute(text("SELECT pg_stat_force_next_flush()"))
 
     # rows rewritten in place (what every applier round does) leave the statistics as they are
     flushed("UPDATE agent_metric_users SET period_start = period_start + interval '1 hour'")
