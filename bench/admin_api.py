@@ -22,12 +22,10 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import psycopg
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -37,6 +35,7 @@ from agent_otel.collector.analytics.rebuild import rebuild
 from agent_otel.collector.storage import migrate
 from agent_otel.collector.storage.partitions import ensure_partitions
 from agent_otel.settings import normalize_db_url
+from bench.throughput import create_database, database_url, drop_database
 
 TOKEN = "bench-admin-token-0123456789"
 
@@ -148,10 +147,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
     args = parser.parse_args()
 
-    name = f"bench_admin_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.pg, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    url = normalize_db_url(args.pg.rsplit("/", 1)[0] + "/" + name)
+    name = create_database(args.pg)
+    url = normalize_db_url(database_url(name, args.pg))
     process = None
     try:
         started = time.perf_counter()
@@ -186,8 +183,7 @@ def main() -> None:
             if process.stdout is not None:
                 process.stdout.close()
         if not args.keep:
-            with psycopg.connect(args.pg, autocommit=True) as admin:
-                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            drop_database(name, args.pg)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,11 @@ import argparse
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 from sqlalchemy import Engine, create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,6 +34,7 @@ from agent_otel.collector.storage.database import create_db_engine
 from agent_otel.collector.storage.store import store_for
 from agent_otel.collector.storage.transaction import ChangeSet
 from agent_otel.settings import Settings, normalize_db_url
+from bench.throughput import fresh_database
 
 MODELS = [
     ("openai", "gpt-4o-mini"),
@@ -113,20 +112,13 @@ def main() -> None:
     shape = (args.groups, args.executions, args.agents, args.users)
     print(f"rollup hook: {args.executions} executions per group, {args.agents} agents, {args.users} users")
 
-    name = f"bench_rollups_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.pg, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        url = normalize_db_url(args.pg.rsplit("/", 1)[0] + "/" + name)
-        engine = create_engine(url)
+    with fresh_database("postgresql", "bench.db", admin=args.pg) as (url, _):
+        engine = create_engine(normalize_db_url(url))
         _report("postgresql", run(engine, *shape), args.executions)
         engine.dispose()
-    finally:
-        with psycopg.connect(args.pg, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    with tempfile.TemporaryDirectory() as tmp:
+    with fresh_database("sqlite", "bench.db") as (url, _):
         # the collector's own engine factory: WAL and the default synchronous setting, as in `serve`
-        engine = create_db_engine(Settings(db_url=f"sqlite:///{tmp}/bench.db"))
+        engine = create_db_engine(Settings(db_url=url))
         _report("sqlite", run(engine, *shape), args.executions)
         engine.dispose()
 

@@ -188,7 +188,8 @@ class BackendWatch:
         return sum(self.last[pid] - self.first[pid] for pid in self.last)
 
 
-def _url(database: str, admin: str = PG_ADMIN) -> str:
+def database_url(database: str, admin: str = PG_ADMIN) -> str:
+    """The URL of ``database`` on the server of ``admin``."""
     base, _, _ = admin.rpartition("/")
     return f"{base}/{database}"
 
@@ -213,7 +214,7 @@ def fresh_database(on: str, file_name: str, admin: str = PG_ADMIN) -> Iterator[t
     database = create_database(admin) if on == "postgresql" else None
     sqlite_dir = tempfile.mkdtemp() if database is None else None
     try:
-        yield (_url(database, admin) if database else f"sqlite:///{sqlite_dir}/{file_name}"), database
+        yield (database_url(database, admin) if database else f"sqlite:///{sqlite_dir}/{file_name}"), database
     finally:
         if database is not None:
             drop_database(database, admin)

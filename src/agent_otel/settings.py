@@ -95,7 +95,8 @@ class IngestSettings(_Section):
         le=60,
         description=(
             "deferred rollups under load: a round that applied deltas is followed by the next this long after it"
-            " started (a full round, or writers quiet for 0.2 s, at once), so each round folds about this long of"
+            " started (a full round at once; sooner when the writers go quiet: no delta for 0.2 s or five of their"
+            " usual intervals between deltas, whichever is longer), so each round folds about this long of"
             " deltas and touches each rollup row once for all of them (less database and collector CPU), while"
             " rollups lag that much more; unset: 1 s when the applier has a process of its own (the default), 0 with"
             " single_process, where long rounds compete with ingest for the interpreter and raise ack latency"

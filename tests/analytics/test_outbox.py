@@ -20,12 +20,14 @@ from agent_otel.collector.analytics.aggregate import aggregate
 from agent_otel.collector.analytics.hook import RollupHook, RollupInput
 from agent_otel.collector.analytics.outbox import (
     MAX_ATTEMPTS,
+    QUIET_GAPS,
     TABLE,
     OutboxHook,
     RollupApplier,
     backlog,
     decode,
     encode,
+    quiet_after,
     take,
 )
 from agent_otel.collector.analytics.rebuild import rebuild
@@ -191,6 +193,24 @@ class CountingHook(RollupHook):
         return super().apply_rollups(conn, data)
 
 
+def _commit_steadily(engine: Engine, applier: RollupApplier, *, seconds: float, every: float) -> int:
+    """Run ``applier`` while a writer commits a delta ``every`` seconds for ``seconds``; then
+    check that every delta was applied exactly once. Returns the commits."""
+    applier.start()
+    commits = 0
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            _ingest(engine, 1)
+            commits += 1
+            time.sleep(every)
+    finally:
+        applier.stop(timeout=10)
+    assert pending(engine) == 0
+    assert metric_row(assert_rollups_match_raw(engine), "support-bot-id", "day")["total_executions"] == commits * 3
+    return commits
+
+
 @pytest.mark.parametrize("pace", [0.0, 0.5])
 def test_under_steady_load_rounds_are_paced(pace: float, pg_url: str, engine_for: Callable[[str], Engine]) -> None:
     """A writer commits a delta every 20 ms for 1.5 s: with a pace the applier folds them in a
@@ -202,22 +222,34 @@ def test_under_steady_load_rounds_are_paced(pace: float, pg_url: str, engine_for
     hook = CountingHook()
     # quiet = pace: a stall of the writer on a busy machine must not end a pace early here
     applier = RollupApplier(engine, hook, interval=0.02, pace=pace, quiet=max(pace, 0.2), batch=1000)
-    applier.start()
-    commits = 0
-    try:
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
-            _ingest(engine, 1)
-            commits += 1
-            time.sleep(0.02)
-    finally:
-        applier.stop(timeout=10)
-    assert pending(engine) == 0
-    assert metric_row(assert_rollups_match_raw(engine), "support-bot-id", "day")["total_executions"] == commits * 3
+    commits = _commit_steadily(engine, applier, seconds=1.5, every=0.02)
     if pace:
         assert hook.rounds <= 1.5 / pace + 3, (hook.rounds, commits)
     else:
         assert hook.rounds > commits / 3, (hook.rounds, commits)
+
+
+def test_quiet_is_a_few_of_the_writers_intervals_within_quiet_and_the_pace() -> None:
+    assert quiet_after(0.2, 2.0, None) == 0.2  # the writers' interval is not known yet
+    assert quiet_after(0.2, 2.0, 0.01) == 0.2  # busy writers: a short pause already means quiet
+    assert quiet_after(0.2, 2.0, 0.3) == pytest.approx(QUIET_GAPS * 0.3)
+    assert quiet_after(0.2, 2.0, 10.0) == 2.0  # never longer than the pace
+
+
+def test_writers_committing_further_apart_than_quiet_do_not_end_each_pace(
+    pg_url: str, engine_for: Callable[[str], Engine]
+) -> None:
+    """A writer commits a delta every 0.3 s, longer than ``quiet`` (0.2 s), for 3 s: once the
+    applier knows that interval it keeps its 1.5 s pace (about 4 rounds), where a fixed quiet
+    ended every pace at the next 0.2 s gap and made a round per delta (under full load on this
+    machine, writers 0.2 to 0.4 s apart made every pace about a second, whatever it was set to)."""
+    engine = engine_for(pg_url)
+    migrate.upgrade(engine)
+    hook = CountingHook()
+    applier = RollupApplier(engine, hook, interval=0.02, pace=1.5, quiet=0.2, batch=1000)
+    commits = _commit_steadily(engine, applier, seconds=3.0, every=0.3)
+    assert commits >= 6
+    assert hook.rounds <= 3.0 / 1.5 + 3, (hook.rounds, commits)
 
 
 def test_a_full_round_goes_on_at_once(db_url: str, engine_for: Callable[[str], Engine]) -> None:

@@ -228,6 +228,22 @@ def drain(conn: Connection, hook: RollupHook, *, discard: bool = False) -> int:
 _TWO_FILE_MAX_BYTES: Final = 2**20
 
 
+# A pause of the writers this many times their mean interval between deltas ends a pace early.
+# Under full load on 2 cores the writers commit about 7 deltas a second, some 0.2 to 0.4 s apart:
+# a fixed 0.2 s took those gaps for the end of the load and cut most paces short, so rounds ran
+# about once a second whatever the pace (a pace of 5 s gave 29 rounds in 30 s; docs/performance.md).
+QUIET_GAPS: Final = 5
+
+
+def quiet_after(quiet: float, pace: float, gap: float | None) -> float:
+    """How long the outbox must stay unchanged before the applier takes the writers for quiet:
+    ``quiet`` at least; ``QUIET_GAPS`` times ``gap``, the writers' mean interval between deltas
+    over the last rounds (None when not known), if that is longer; never more than ``pace``."""
+    if gap is None:
+        return quiet
+    return max(quiet, min(QUIET_GAPS * gap, pace))
+
+
 class RollupApplier:
     """A thread that folds pending deltas into the rollups, in batches, until stopped.
 
@@ -238,7 +254,8 @@ class RollupApplier:
     one round over a second of traffic touches each such row once where rounds taken back to back
     touched it in many of them (measured: about a tenth less PostgreSQL CPU under full load; see
     docs/performance.md). Rollups lag by about ``pace`` more while the load lasts; when the
-    writers go quiet for ``quiet`` seconds the pending deltas are applied at once. A full round
+    writers go quiet (no delta for ``quiet`` seconds, or for ``QUIET_GAPS`` of their usual interval
+    between deltas if that is longer) the pending deltas are applied at once. A full round
     goes on at once (a backlog); a round that found nothing waits ``interval`` (or for ``stop``)."""
 
     def __init__(
@@ -268,6 +285,7 @@ class RollupApplier:
         self._thread: threading.Thread | None = None
         self._backoff = 0.0
         self._deadline = 0.0
+        self._gap: float | None = None  # the writers' mean interval between deltas (_writers_gap)
         # a SQLite file: its rollup tables may live in a file of their own (analytics/rollups_file.py)
         self._rollups: Engine | None = None
         self._split: bool | None = None  # known at the first round
@@ -306,6 +324,8 @@ class RollupApplier:
             self._rollups.dispose()
 
     def _run(self) -> None:
+        previous: float | None = None  # when the last round that applied deltas started (empty ones
+        # come between when a pace ends early, so they do not count)
         while True:
             stopping = self._stopping.is_set()
             started = time.monotonic()
@@ -325,6 +345,8 @@ class RollupApplier:
                     continue  # drain before exiting
                 return
             if applied:
+                self._gap = self._writers_gap(previous, started, applied)
+                previous = started
                 # Under load: the next round starts `pace` after this one started (a full round,
                 # a backlog, at once). Waiting the whole idle interval here left the rollups that
                 # far behind; going on at once made many small rounds that cost more in all.
@@ -334,16 +356,25 @@ class RollupApplier:
             self._wake.wait(self._backoff or self.interval)
             self._wake.clear()
 
+    def _writers_gap(self, previous: float | None, started: float, applied: int) -> float | None:
+        """The writers' mean interval between deltas: a round takes what was written since the
+        previous round that took deltas started. None at first, or after a pause longer than
+        two paces (the load stopped in between; such an interval says nothing of its rate)."""
+        if previous is None or started - previous > 2 * self.pace + self.interval:
+            return None
+        return (started - previous) / applied
+
     def _pace(self, started: float) -> None:
         """Wait until ``pace`` after ``started``, or less when the writers have gone quiet: no
-        delta written for ``quiet`` seconds means the load paused or ended, and the deltas
-        pending then have nothing to wait for (the rollups catch up at once instead of up to a
-        pace later)."""
+        delta written for a quiet stretch (``quiet_after``) means the load paused or ended, and
+        the deltas pending then have nothing to wait for (the rollups catch up at once instead of
+        up to a pace later)."""
         deadline = started + self.pace
         if deadline <= time.monotonic():
             return
+        quiet = quiet_after(self.quiet, self.pace, self._gap)
         seen, newest = self._outbox_state()
-        if newest is not None and newest >= self.quiet:
+        if newest is not None and newest >= quiet:
             return  # the last delta was written during the round, long enough ago: the load ended
         since = time.monotonic()
         poll = self.quiet / 4  # a quiet stretch is seen within a quarter of `quiet` of its length
@@ -354,7 +385,7 @@ class RollupApplier:
             now, newest = self._outbox_state()
             if now is None or now != seen:
                 seen, since = now, time.monotonic()
-            elif time.monotonic() - since >= self.quiet:
+            elif time.monotonic() - since >= quiet:
                 return
 
     def _outbox_state(self) -> tuple[int | None, float | None]:
