@@ -285,7 +285,6 @@ class RollupApplier:
         self._thread: threading.Thread | None = None
         self._backoff = 0.0
         self._deadline = 0.0
-        self._gap: float | None = None  # the writers' mean interval between deltas (_writers_gap)
         # a SQLite file: its rollup tables may live in a file of their own (analytics/rollups_file.py)
         self._rollups: Engine | None = None
         self._split: bool | None = None  # known at the first round
@@ -345,13 +344,13 @@ class RollupApplier:
                     continue  # drain before exiting
                 return
             if applied:
-                self._gap = self._writers_gap(previous, started, applied)
+                gap = self._writers_gap(previous, started, applied)
                 previous = started
                 # Under load: the next round starts `pace` after this one started (a full round,
                 # a backlog, at once). Waiting the whole idle interval here left the rollups that
                 # far behind; going on at once made many small rounds that cost more in all.
                 if not full:
-                    self._pace(started)
+                    self._pace(started, gap)
                 continue
             self._wake.wait(self._backoff or self.interval)
             self._wake.clear()
@@ -364,15 +363,15 @@ class RollupApplier:
             return None
         return (started - previous) / applied
 
-    def _pace(self, started: float) -> None:
+    def _pace(self, started: float, gap: float | None = None) -> None:
         """Wait until ``pace`` after ``started``, or less when the writers have gone quiet: no
         delta written for a quiet stretch (``quiet_after``) means the load paused or ended, and
         the deltas pending then have nothing to wait for (the rollups catch up at once instead of
-        up to a pace later)."""
+        up to a pace later). ``gap``: the writers' mean interval between deltas, if known."""
         deadline = started + self.pace
         if deadline <= time.monotonic():
             return
-        quiet = quiet_after(self.quiet, self.pace, self._gap)
+        quiet = quiet_after(self.quiet, self.pace, gap)
         seen, newest = self._outbox_state()
         if newest is not None and newest >= quiet:
             return  # the last delta was written during the round, long enough ago: the load ended
