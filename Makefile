@@ -1,5 +1,8 @@
 # Quick start:  make demo   (collector on SQLite + demo traffic)     make test   (every test)
-PYTHON ?= python3
+# The interpreter the venv is built on (`make install PYTHON=...` to choose): tools/pick-python
+# prefers a CPython built for speed, such as Debian's /usr/bin/python3, to pyenv's default build,
+# which ran the collector about 10% slower end to end (docs/performance.md).
+PYTHON ?= $(shell sh tools/pick-python)
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed

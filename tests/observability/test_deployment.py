@@ -162,6 +162,18 @@ def test_dockerfile_copies_what_exists_and_serves_the_compose_ports() -> None:
     assert parsed is not None and "0.0.0.0:4317" in args and "0.0.0.0:9464" in args
 
 
+def test_the_image_builds_the_c_span_scanner() -> None:
+    """Without setup.py and a C compiler, pip installs the package on the pure-Python span walk
+    (``optional=True``), and the image would ingest on the slow path without a word."""
+    dockerfile = (COLLECTOR / "Dockerfile").read_text()
+    build = dockerfile.split("\nFROM ")[1]  # the build stage
+    copied = [s for line in build.splitlines() if line.startswith("COPY") for s in line.split()[1:-1]]
+    assert "setup.py" in copied
+    assert re.search(r"apt-get install [^\n]*\bgcc\b", build)
+    (install,) = [run for run in build.replace("\\\n", " ").splitlines() if "pip install" in run]
+    assert 'python -c "import agent_otel.collector.pipeline._spanscan"' in install  # fails the build
+
+
 def test_systemd_unit_runs_serve_and_drains_on_sigterm() -> None:
     unit = (COLLECTOR / "systemd" / "agent-otel.service").read_text()
     exec_start = re.search(r"^ExecStart=(\S+) (.*)$", unit, re.M)
