@@ -98,7 +98,7 @@ class IngestSettings(_Section):
             " started (a full round at once; sooner when the writers go quiet: no delta for 0.2 s or five of their"
             " usual intervals between deltas, whichever is longer), so each round folds about this long of"
             " deltas and touches each rollup row once for all of them (less database and collector CPU), while"
-            " rollups lag that much more; unset: 1 s when the applier has a process of its own (the default), 0 with"
+            " rollups lag that much more; unset: 2 s when the applier has a process of its own (the default), 0 with"
             " single_process, where long rounds compete with ingest for the interpreter and raise ack latency"
         ),
     )

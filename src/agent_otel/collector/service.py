@@ -191,10 +191,14 @@ def load_price_book(settings: Settings) -> PriceBook:
 
 GC_YOUNG_THRESHOLD = 100_000
 # the rollup applier's pace when it has a process of its own (the parent of `serve`'s workers):
-# a round per second folds a second of deltas (about a fifth less CPU than back-to-back rounds).
-# In a single process a long round competes with ingest for the interpreter's lock and raised the
-# ack p99 at 10,000 spans/s (median of six runs 245 against 173 ms), so it runs back to back there.
-DEFAULT_ROLLUP_PACE = 1.0
+# a round every two seconds folds two seconds of deltas, so each usage_daily and interaction row
+# is rewritten once for all of them: a second's pace took about a fifth less CPU than back-to-back
+# rounds, and two seconds about 8% more spans/s than one at full load on PostgreSQL (the median
+# of eight pairs in turn; PostgreSQL 0.81 to 0.85 cores instead of 0.88 to 0.92) for 5 to 15 MB
+# (docs/performance.md, 2026-12-07, eleventh session). In a single process a long round competes
+# with ingest for the interpreter's lock and raised the ack p99 at 10,000 spans/s (median of six
+# runs 245 against 173 ms), so it runs back to back there.
+DEFAULT_ROLLUP_PACE = 2.0
 
 
 def tune_gc() -> None:
