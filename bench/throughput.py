@@ -50,6 +50,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 import psutil
 import psycopg
@@ -452,6 +453,23 @@ def soak(seconds: int, rate: float, on: str = "postgresql", arrival: str = "live
     return samples
 
 
+def spread(name: str, runs: list[Outcome]) -> str:
+    """One scenario's runs in a line: the range of each figure the targets of issue 7 name, and the
+    median of persisted spans/s and of persisted / raw over the runs (each its own median: the
+    run with the median acked rate, the one the table shows, need not have either)."""
+    acked = [o.sent.spans_per_second for o in runs]
+    persisted = [o.persisted_per_second for o in runs]
+    p99 = [o.sent.percentile(0.99) * 1000 for o in runs]
+    ratios = [o.persisted_per_second / o.raw_copy_rows_per_second for o in runs if o.raw_copy_rows_per_second]
+    line = (
+        f"{name}: acked {min(acked):,.0f} to {max(acked):,.0f} spans/s, persisted {min(persisted):,.0f} to"
+        f" {max(persisted):,.0f} (median {median(persisted):,.0f}), ack p99 {min(p99):.0f} to {max(p99):.0f} ms"
+    )
+    if ratios:
+        line += f", persisted / raw {min(ratios):.2f} to {max(ratios):.2f} (median {median(ratios):.2f})"
+    return line
+
+
 def table(outcomes: list[Outcome]) -> str:
     header = (
         f"| {'scenario':38s} | acked spans/s | persisted spans/s | ack p50 ms | ack p99 ms | "
@@ -529,15 +547,11 @@ def main() -> None:
             print(f"running: {scenario.name} ({attempt + 1}/{args.repeat}) ...", flush=True)
             # the same traffic in every scenario (one body cache)
             runs.append(run(scenario, seed=100, arrival=args.arrival))
+            if args.repeat > 1:  # every run's row as it ends, so none is lost in the median
+                print(table(runs[-1:]).splitlines()[-1], flush=True)
         runs.sort(key=lambda o: o.sent.spans_per_second)
         outcomes.append(runs[len(runs) // 2])
-        ratios = sorted(o.persisted_per_second / o.raw_copy_rows_per_second for o in runs if o.raw_copy_rows_per_second)
-        spreads.append(
-            f"{scenario.name}: acked {runs[0].sent.spans_per_second:,.0f} to {runs[-1].sent.spans_per_second:,.0f}"
-            f" spans/s, ack p99 {min(o.sent.percentile(0.99) for o in runs) * 1000:.0f} to"
-            f" {max(o.sent.percentile(0.99) for o in runs) * 1000:.0f} ms"
-            + (f", persisted / raw {ratios[0]:.2f} to {ratios[-1]:.2f}" if ratios else "")
-        )
+        spreads.append(spread(scenario.name, runs))
     print()
     if args.repeat > 1 and outcomes:
         print(f"median of {args.repeat} runs per scenario (by acked spans/s)")
