@@ -453,6 +453,11 @@ def soak(seconds: int, rate: float, on: str = "postgresql", arrival: str = "live
     return samples
 
 
+def persisted_over_raw(o: Outcome) -> float | None:
+    """The headline figure: persisted spans/s over the raw COPY rate (None on SQLite)."""
+    return o.persisted_per_second / o.raw_copy_rows_per_second if o.raw_copy_rows_per_second else None
+
+
 def spread(name: str, runs: list[Outcome]) -> str:
     """One scenario's runs in a line: the range of each figure the targets of issue 7 name, and the
     median of persisted spans/s and of persisted / raw over the runs (each its own median: the
@@ -460,7 +465,7 @@ def spread(name: str, runs: list[Outcome]) -> str:
     acked = [o.sent.spans_per_second for o in runs]
     persisted = [o.persisted_per_second for o in runs]
     p99 = [o.sent.percentile(0.99) * 1000 for o in runs]
-    ratios = [o.persisted_per_second / o.raw_copy_rows_per_second for o in runs if o.raw_copy_rows_per_second]
+    ratios = [r for r in map(persisted_over_raw, runs) if r is not None]
     line = (
         f"{name}: acked {min(acked):,.0f} to {max(acked):,.0f} spans/s, persisted {min(persisted):,.0f} to"
         f" {max(persisted):,.0f} (median {median(persisted):,.0f}), ack p99 {min(p99):.0f} to {max(p99):.0f} ms"
@@ -470,23 +475,25 @@ def spread(name: str, runs: list[Outcome]) -> str:
     return line
 
 
+def row(o: Outcome) -> str:
+    """One run as a row of ``table``."""
+    raw = f"{o.raw_copy_rows_per_second:,.0f}" if o.raw_copy_rows_per_second else "n/a"
+    ratio = persisted_over_raw(o)
+    return (
+        f"| {o.scenario.name:38s} | {o.sent.spans_per_second:13,.0f} | {o.persisted_per_second:17,.0f} | "
+        f"{o.sent.percentile(0.5) * 1000:10.0f} | {o.sent.percentile(0.99) * 1000:10.0f} | "
+        f"{o.collector_cores:15.2f} | {o.postgres_cores:14.2f} | {o.peak_rss_mb:11.0f} | {o.peak_pss_mb:11.0f} | "
+        f"{raw:>15s} | "
+        f"{'n/a' if ratio is None else f'{ratio:.2f}':>15s} |"
+    )
+
+
 def table(outcomes: list[Outcome]) -> str:
     header = (
         f"| {'scenario':38s} | acked spans/s | persisted spans/s | ack p50 ms | ack p99 ms | "
         "collector cores | postgres cores | peak RSS MB | peak PSS MB | raw COPY rows/s | persisted / raw |"
     )
-    lines = [header, "|" + "|".join("---" for _ in range(11)) + "|"]
-    for o in outcomes:
-        raw = f"{o.raw_copy_rows_per_second:,.0f}" if o.raw_copy_rows_per_second else "n/a"
-        ratio = f"{o.persisted_per_second / o.raw_copy_rows_per_second:.2f}" if o.raw_copy_rows_per_second else "n/a"
-        lines.append(
-            f"| {o.scenario.name:38s} | {o.sent.spans_per_second:13,.0f} | {o.persisted_per_second:17,.0f} | "
-            f"{o.sent.percentile(0.5) * 1000:10.0f} | {o.sent.percentile(0.99) * 1000:10.0f} | "
-            f"{o.collector_cores:15.2f} | {o.postgres_cores:14.2f} | {o.peak_rss_mb:11.0f} | {o.peak_pss_mb:11.0f} | "
-            f"{raw:>15s} | "
-            f"{ratio:>15s} |"
-        )
-    return "\n".join(lines)
+    return "\n".join([header, "|" + "|".join("---" for _ in range(11)) + "|", *map(row, outcomes)])
 
 
 def main() -> None:
@@ -548,7 +555,7 @@ def main() -> None:
             # the same traffic in every scenario (one body cache)
             runs.append(run(scenario, seed=100, arrival=args.arrival))
             if args.repeat > 1:  # every run's row as it ends, so none is lost in the median
-                print(table(runs[-1:]).splitlines()[-1], flush=True)
+                print(row(runs[-1]), flush=True)
         runs.sort(key=lambda o: o.sent.spans_per_second)
         outcomes.append(runs[len(runs) // 2])
         spreads.append(spread(scenario.name, runs))
