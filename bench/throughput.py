@@ -46,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ from statistics import median
 
 import psutil
 import psycopg
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -91,6 +93,75 @@ class Outcome:
     peak_rss_mb: float
     peak_pss_mb: float
     raw_copy_rows_per_second: float | None = None
+    pipeline: PipelineFigures | None = None
+
+
+# The collector's own histograms of its writer and rollup applier (its merged /metrics): where a
+# run's time went, from the same run. A sum and a count per family, over every label set.
+WRITE_SECONDS = "agent_otel_batch_write_duration_seconds"
+GROUP_SPANS = "agent_otel_batch_size_spans"
+GROUP_REQUESTS = "agent_otel_batch_size_requests"
+ROUND_SECONDS = "agent_otel_rollup_apply_duration_seconds"
+PIPELINE_FAMILIES = (WRITE_SECONDS, GROUP_SPANS, GROUP_REQUESTS, ROUND_SECONDS)
+
+
+def histogram_totals(exposition: str) -> dict[str, float]:
+    """``{family_sum: ..., family_count: ...}`` of ``PIPELINE_FAMILIES`` in a Prometheus text
+    exposition, each summed over its label sets (0 when absent)."""
+    totals = {f"{family}{suffix}": 0.0 for family in PIPELINE_FAMILIES for suffix in ("_sum", "_count")}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name in totals:
+                totals[sample.name] += sample.value
+    return totals
+
+
+@dataclass
+class PipelineFigures:
+    """What the collector's writer and rollup applier did during the measured phase."""
+
+    groups: int  # transactions the ingest writers committed
+    spans: int
+    requests: int
+    write_seconds: float  # summed over the groups (they overlap: writer threads, workers)
+    rounds: int  # rollup applier rounds that applied deltas
+    round_seconds: float
+    elapsed: float  # the measured phase, until the rollups were applied
+
+    @classmethod
+    def between(cls, before: dict[str, float], after: dict[str, float], elapsed: float) -> PipelineFigures:
+        def delta(name: str) -> float:
+            return after[name] - before[name]
+
+        return cls(
+            groups=round(delta(f"{WRITE_SECONDS}_count")),
+            spans=round(delta(f"{GROUP_SPANS}_sum")),
+            requests=round(delta(f"{GROUP_REQUESTS}_sum")),
+            write_seconds=delta(f"{WRITE_SECONDS}_sum"),
+            rounds=round(delta(f"{ROUND_SECONDS}_count")),
+            round_seconds=delta(f"{ROUND_SECONDS}_sum"),
+            elapsed=elapsed,
+        )
+
+    def describe(self) -> str:
+        if not self.groups:
+            return "no group committed"
+        groups = self.groups
+        spans, requests, seconds = self.spans / groups, self.requests / groups, self.write_seconds / groups
+        line = (
+            f"{self.groups} groups of {spans:,.0f} spans ({requests:.1f} requests), {seconds * 1000:.0f} ms each,"
+            f" {self.write_seconds / self.elapsed:.2f} being written at a time on average;"
+            f" rollup applier {self.rounds} rounds"
+        )
+        if self.rounds:
+            per_round = self.round_seconds / self.rounds
+            line += f" of {per_round * 1000:.0f} ms, busy {self.round_seconds / self.elapsed:.0%}"
+        return line
+
+
+def scrape_totals(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+        return histogram_totals(response.read().decode())
 
 
 class ProcessWatch:
@@ -379,6 +450,7 @@ def _run(scenario: Scenario, seed: int, arrival: str, db_url: str, database: str
         warm, measured = bodies[:WARMUP_REQUESTS], bodies[WARMUP_REQUESTS:]
         asyncio.run(send(warm, endpoint, scenario.protocol, scenario.senders, scenario.rate))
         checkpoint(db_url)
+        totals0 = scrape_totals(ports["http"])
         cpu0 = watch.cpu_seconds()
         sent = asyncio.run(send(measured, endpoint, scenario.protocol, scenario.senders, scenario.rate))
         # from the first measured request, not from before the load generator made its clients
@@ -390,6 +462,7 @@ def _run(scenario: Scenario, seed: int, arrival: str, db_url: str, database: str
             elapsed = time.perf_counter() - t0
         finally:
             outbox.close()
+        pipeline = PipelineFigures.between(totals0, scrape_totals(ports["http"]), elapsed)
         rows, _ = stored_rows(db_url)
         if rows < total:
             raise RuntimeError(f"{rows} rows stored after {total} spans were acknowledged")
@@ -409,6 +482,7 @@ def _run(scenario: Scenario, seed: int, arrival: str, db_url: str, database: str
         peak_rss_mb=watch.peak_rss / 2**20,
         peak_pss_mb=watch.peak_pss / 2**20,
         raw_copy_rows_per_second=raw,
+        pipeline=pipeline,
     )
 
 
@@ -488,6 +562,10 @@ def row(o: Outcome) -> str:
     )
 
 
+def pipeline_line(o: Outcome) -> str:
+    return o.pipeline.describe() if o.pipeline is not None else "not measured"
+
+
 def table(outcomes: list[Outcome]) -> str:
     header = (
         f"| {'scenario':38s} | acked spans/s | persisted spans/s | ack p50 ms | ack p99 ms | "
@@ -533,6 +611,8 @@ def main() -> None:
         Scenario("SQLite, OTLP/HTTP, default", "sqlite", "http", sustained // 2),
         # open loop: long enough that the p99 is not one request's time (10 s with --quick, 40 s in full)
         Scenario("PostgreSQL, 10,000 spans/s, default", "postgresql", "http", n, rate=10_000),
+        # the same over gRPC: its latency, and its CPU per span against HTTP's at the same rate
+        Scenario("PostgreSQL, 10,000 spans/s, OTLP/gRPC, default", "postgresql", "grpc", n, rate=10_000),
         Scenario("PostgreSQL, 10,000 spans/s, --workers 2", "postgresql", "http", n, workers=2, rate=10_000),
         Scenario(
             "PostgreSQL, 10,000 spans/s, --single-process", "postgresql", "http", n, single_process=True, rate=10_000
@@ -556,6 +636,7 @@ def main() -> None:
             runs.append(run(scenario, seed=100, arrival=args.arrival))
             if args.repeat > 1:  # every run's row as it ends, so none is lost in the median
                 print(row(runs[-1]), flush=True)
+                print(f"  {pipeline_line(runs[-1])}", flush=True)
         runs.sort(key=lambda o: o.sent.spans_per_second)
         outcomes.append(runs[len(runs) // 2])
         spreads.append(spread(scenario.name, runs))
@@ -564,6 +645,8 @@ def main() -> None:
         print(f"median of {args.repeat} runs per scenario (by acked spans/s)")
     if outcomes:
         print(table(outcomes))
+        print("\nthe collector's writer and rollup applier in the same runs (its /metrics):")
+        print("\n".join(f"{o.scenario.name}: {pipeline_line(o)}" for o in outcomes))
     if args.repeat > 1:
         print(f"\nspread over the {args.repeat} runs:")
         print("\n".join(spreads))
