@@ -28,7 +28,10 @@ after a ``CHECKPOINT``. Reported per scenario:
 - for PostgreSQL, in the same run, the raw COPY rate: the rows the collector just stored, copied
   out and back into twin tables with the same indexes by binary COPY in one transaction, psql to
   psql with no Python in between. That is the database's own limit on this machine; the ratio
-  persisted / raw is the headline figure, since absolute rates drift with the machine's load.
+  persisted / raw is the headline figure, since absolute rates drift with the machine's load;
+- from the collector's own /metrics, what its ingest writers and rollup applier did in the
+  measured phase: groups, spans and requests per group, time per group, groups being written at
+  a time on average, applier rounds and the share of the time it was busy.
 """
 
 from __future__ import annotations
