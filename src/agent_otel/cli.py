@@ -47,7 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     _setup_logging(settings.log_level)
-    from agent_otel.collector.service import Collector, tune_gc
+    from agent_otel.collector.service import Collector, tune_allocator, tune_gc
+
+    tune_allocator()  # before any thread or worker: the workers forked from here inherit it
 
     def on_ready(c: Collector) -> None:
         print(f"database: {settings.db_url}", flush=True)

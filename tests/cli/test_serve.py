@@ -201,3 +201,44 @@ def test_serving_processes_collect_garbage_less_often() -> None:
     before, after, frozen = (int(x) for x in out)
     assert before == 700 and after == 100_000
     assert frozen > 10_000  # the imported modules' objects
+
+
+# A process that frees an 8 MiB block (glibc raises its mmap threshold to that size), then
+# allocates 400 KB (a request body): how many bytes of that allocation were mapped of their own.
+_MAPPED_BODY = """
+import ctypes, sys
+class MallInfo2(ctypes.Structure):
+    names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+    _fields_ = [(n, ctypes.c_size_t) for n in names.split()]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+if sys.argv[1] == "tuned":
+    from agent_otel.collector.service import tune_allocator
+    assert tune_allocator()
+big = bytearray(8 << 20)
+del big
+before = libc.mallinfo2().hblkhd
+body = bytearray(400_000)
+print(libc.mallinfo2().hblkhd - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator (Linux)")
+def test_serving_processes_map_request_sized_blocks_of_their_own() -> None:
+    """``serve`` fixes glibc's mmap threshold (issue 7's memory target): a request-sized block
+    freed goes back to the system, even after a larger block raised glibc's dynamic threshold,
+    which without it puts such blocks on the heap, where they fragment it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_")}
+
+    def mapped(mode: str) -> int:
+        run = subprocess.run([sys.executable, "-c", _MAPPED_BODY, mode], capture_output=True, text=True, env=env)
+        assert run.returncode == 0, run.stderr
+        return int(run.stdout)
+
+    assert mapped("default") == 0
+    assert mapped("tuned") >= 400_000
+    # an operator's own setting wins
+    env["GLIBC_TUNABLES"] = "glibc.malloc.mmap_threshold=65536"
+    code = "from agent_otel.collector.service import tune_allocator; print(tune_allocator())"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert run.stdout.strip() == "False"

@@ -356,8 +356,10 @@ def serve_workers(settings: Settings, ready: Callable[[Collector], None] | None 
 
 def _child(index: int) -> int:
     """A worker: read settings from stdin, ingest until SIGTERM or until stdin closes."""
-    from agent_otel.collector.service import Collector, tune_gc
+    from agent_otel.collector.service import Collector, tune_allocator, tune_gc
     from agent_otel.settings import load_settings
+
+    tune_allocator()  # inherited when forked; a restarted worker is a new interpreter
 
     line = sys.stdin.readline()
     if not line:  # the parent failed to start (or is gone) before sending settings
