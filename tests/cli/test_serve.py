@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import re
 import signal
 import subprocess
@@ -223,7 +224,7 @@ print(libc.mallinfo2().hblkhd - before)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator (Linux)")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator")
 def test_serving_processes_map_request_sized_blocks_of_their_own() -> None:
     """``serve`` fixes glibc's mmap threshold (issue 7's memory target): a request-sized block
     freed goes back to the system, even after a larger block raised glibc's dynamic threshold,

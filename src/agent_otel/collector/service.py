@@ -234,7 +234,8 @@ _M_MMAP_THRESHOLD = -3  # <malloc.h>
 
 
 def tune_allocator() -> bool:
-    """Fix glibc's mmap threshold at 128 KiB in a process that serves (called with ``tune_gc``);
+    """Fix glibc's mmap threshold at 128 KiB in a process that serves (called by ``serve`` before
+    it starts a thread or forks its workers, which inherit it, and by a restarted worker);
     returns whether it was set.
 
     glibc starts at 128 KiB but raises the threshold to the size of every mapped block freed
