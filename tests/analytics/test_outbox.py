@@ -83,11 +83,9 @@ def test_payload_round_trip_aggregates_alike(db_url: str, engine_for: Callable[[
         assert aggregate(decoded.executions, decoded.deltas, decoded.feedback) == want
 
 
-def test_aggregates_merged_change_set_by_change_set_equal_one_aggregate(
-    db_url: str, engine_for: Callable[[str], Engine]
-) -> None:
-    """The applier aggregates a round's deltas a chunk at a time and merges the aggregates
-    (``merge_aggregate``): the same as aggregating every change set at once."""
+def test_change_sets_tallied_one_by_one_equal_one_aggregate(db_url: str, engine_for: Callable[[str], Engine]) -> None:
+    """The applier tallies a round's deltas a chunk at a time into one aggregate
+    (``RollupInput.add``): the same as aggregating every change set at once."""
     engine = engine_for(db_url)
     migrate.upgrade(engine)
     capture = Capture()
@@ -110,6 +108,8 @@ def test_aggregates_merged_change_set_by_change_set_equal_one_aggregate(
     whole = RollupInput()
     whole.add(everything)
     assert merged.pairs == whole.pairs and merged.per_pair == whole.per_pair
+    with pytest.raises(ValueError, match="after its aggregate was read"):
+        merged.add(everything)  # the states are the aggregate's now: adding would change it
 
 
 def test_a_round_aggregated_in_chunks_gives_exact_rollups(

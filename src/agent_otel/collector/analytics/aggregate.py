@@ -101,88 +101,108 @@ def aggregate(
 
     ``interactions=False`` leaves ``Aggregate.interactions`` empty: the hook lets the database
     sum each pair's executions (``pair_executions``) inside its upsert."""
-    out = Aggregate()
-    hours: dict[HourKey, MetricState] = {}
-    pairs, usage, agents = out.interactions, out.usage, out.agents
+    tally = Tally(interactions=interactions)
+    tally.add(executions, deltas, feedback)
+    return tally.result(periods)
 
-    # executions of each agent and hour, keyed by the hour's number (a datetime's replace() costs
-    # more than the rest of an execution's aggregation); each group is then added in one pass
-    groups: dict[tuple[str, str, int], list[Any]] = {}
-    for e in executions:
-        started: datetime = e.started_at
-        if started.tzinfo is not UTC:
-            started = utc(started)
-        tenant, agent = e.tenant_id, e.agent_id
-        hour_number = started.toordinal() * 24 + started.hour
-        group_key = (tenant, agent, hour_number)
-        group = groups.get(group_key)
-        if group is None:
-            groups[group_key] = [e]
-        else:
-            group.append(e)
-        user = e.user_id
-        if user is None:
-            continue
-        if interactions:
-            pair = (tenant, user, agent)
-            interaction = pairs.get(pair)
-            if interaction is None:
-                interaction = pairs[pair] = InteractionState()
-            interaction.add_execution(e)
-        day_key = (tenant, user, started.date())
-        day = usage.get(day_key)
-        if day is None:
-            day = usage[day_key] = UsageState()
-        day.add_execution(e)
 
-    for (tenant, agent, hour_number), group in groups.items():
-        hour = _hour_start(hour_number)
-        key = (tenant, agent, hour)
-        state = hours.get(key)
-        if state is None:
-            state = hours[key] = MetricState()
-        state.add_executions(group)
-        agent_state = agents.get((tenant, agent))
-        if agent_state is None:
-            agent_state = agents[(tenant, agent)] = AgentState()
-        agent_state.executions += len(group)
-        last = max(e.started_at for e in group)
-        if agent_state.last_executed_at is None or last > agent_state.last_executed_at:
-            agent_state.last_executed_at = last
+@dataclass(slots=True)
+class Tally:
+    """``aggregate`` a batch at a time: ``add`` each batch, then ``result`` once. The states
+    grow with the distinct rollup rows, not with the facts added, so a caller can let go of each
+    batch before decoding the next (the rollup applier's rounds), and the hours are rolled up
+    into days, weeks and months once, at the end, instead of once per batch and merged."""
 
-    for d in deltas:
-        started = utc(d.started_at)  # read back from the database: maybe in the session's zone
-        hour = starts_of(started)[0]
-        key = (d.tenant_id, d.agent_id, hour)
-        state = hours.get(key)
-        if state is None:
-            state = hours[key] = MetricState()
-        state.add_totals_change(d.before, d.after)
-        if d.user_id is not None:
-            day_key = (d.tenant_id, d.user_id, started.date())
+    interactions: bool = True
+    hours: dict[HourKey, MetricState] = field(default_factory=dict)
+    out: Aggregate = field(default_factory=Aggregate)
+
+    def add(self, executions: Iterable[Any] = (), deltas: Iterable[Any] = (), feedback: Iterable[Any] = ()) -> None:
+        out, hours = self.out, self.hours
+        pairs, usage, agents = out.interactions, out.usage, out.agents
+        interactions = self.interactions
+
+        # executions of each agent and hour, keyed by the hour's number (a datetime's replace()
+        # costs more than the rest of an execution's aggregation); each group is then added in
+        # one pass
+        groups: dict[tuple[str, str, int], list[Any]] = {}
+        for e in executions:
+            started: datetime = e.started_at
+            if started.tzinfo is not UTC:
+                started = utc(started)
+            tenant, agent = e.tenant_id, e.agent_id
+            hour_number = started.toordinal() * 24 + started.hour
+            group_key = (tenant, agent, hour_number)
+            group = groups.get(group_key)
+            if group is None:
+                groups[group_key] = [e]
+            else:
+                group.append(e)
+            user = e.user_id
+            if user is None:
+                continue
+            if interactions:
+                pair = (tenant, user, agent)
+                interaction = pairs.get(pair)
+                if interaction is None:
+                    interaction = pairs[pair] = InteractionState()
+                interaction.add_execution(e)
+            day_key = (tenant, user, started.date())
             day = usage.get(day_key)
             if day is None:
                 day = usage[day_key] = UsageState()
-            day.add_totals_change(d.before, d.after)
+            day.add_execution(e)
 
-    for f in feedback:
-        agent_key = (f.tenant_id, f.agent_id)
-        if f.rating is not None and f.user_id is not None:
-            day_key = (f.tenant_id, f.user_id, f.timestamp.date())
-            day = usage.get(day_key)
-            if day is None:
-                day = usage[day_key] = UsageState()
-            day.add_rating(f.rating)
-        if f.user_id is not None:
-            out.feedback.setdefault((f.tenant_id, f.user_id, f.agent_id), []).append(f)
-            agent = agents.get(agent_key)
-            if agent is None:
-                agent = agents[agent_key] = AgentState()
-            if agent.first_seen is None or f.timestamp < agent.first_seen:
-                agent.first_seen = f.timestamp
+        for (tenant, agent, hour_number), group in groups.items():
+            hour = _hour_start(hour_number)
+            key = (tenant, agent, hour)
+            state = hours.get(key)
+            if state is None:
+                state = hours[key] = MetricState()
+            state.add_executions(group)
+            agent_state = agents.get((tenant, agent))
+            if agent_state is None:
+                agent_state = agents[(tenant, agent)] = AgentState()
+            agent_state.executions += len(group)
+            last = max(e.started_at for e in group)
+            if agent_state.last_executed_at is None or last > agent_state.last_executed_at:
+                agent_state.last_executed_at = last
 
-    out.metrics = roll_up(hours, periods)
-    return out
+        for d in deltas:
+            started = utc(d.started_at)  # read back from the database: maybe in the session's zone
+            hour = starts_of(started)[0]
+            key = (d.tenant_id, d.agent_id, hour)
+            state = hours.get(key)
+            if state is None:
+                state = hours[key] = MetricState()
+            state.add_totals_change(d.before, d.after)
+            if d.user_id is not None:
+                day_key = (d.tenant_id, d.user_id, started.date())
+                day = usage.get(day_key)
+                if day is None:
+                    day = usage[day_key] = UsageState()
+                day.add_totals_change(d.before, d.after)
+
+        for f in feedback:
+            agent_key = (f.tenant_id, f.agent_id)
+            if f.rating is not None and f.user_id is not None:
+                day_key = (f.tenant_id, f.user_id, f.timestamp.date())
+                day = usage.get(day_key)
+                if day is None:
+                    day = usage[day_key] = UsageState()
+                day.add_rating(f.rating)
+            if f.user_id is not None:
+                out.feedback.setdefault((f.tenant_id, f.user_id, f.agent_id), []).append(f)
+                agent_state = agents.get(agent_key)
+                if agent_state is None:
+                    agent_state = agents[agent_key] = AgentState()
+                if agent_state.first_seen is None or f.timestamp < agent_state.first_seen:
+                    agent_state.first_seen = f.timestamp
+
+    def result(self, periods: tuple[Period, ...] = PERIODS) -> Aggregate:
+        """The aggregate of everything added: its states, not copies (add nothing after this)."""
+        self.out.metrics = roll_up(self.hours, periods)
+        return self.out
 
 
 K = TypeVar("K")
@@ -198,33 +218,6 @@ def merge_states(into: dict[K, S], items: Iterable[tuple[K, S]], merge: Callable
             into[key] = state
         else:
             merge(mine, state)
-
-
-def merge_aggregate(into: Aggregate, other: Aggregate) -> None:
-    """Add ``other`` to ``into``: aggregating two sets of changes apart and merging is the same as
-    aggregating them together (each state's ``merge`` is exact). ``other``'s states are taken,
-    not copied. For aggregates made with ``interactions=False`` (the hook's)."""
-    if other.interactions:
-        raise ValueError("merge_aggregate takes aggregates made with interactions=False")
-    merge_states(into.metrics, other.metrics.items(), MetricState.merge)
-    for pair, facts in other.feedback.items():
-        into.feedback.setdefault(pair, []).extend(facts)
-    merge_states(into.usage, other.usage.items(), UsageState.merge)
-    for agent_key, agent in other.agents.items():
-        total = into.agents.get(agent_key)
-        if total is None:
-            into.agents[agent_key] = agent
-            continue
-        total.executions += agent.executions
-        total.users += agent.users
-        total.rating_count += agent.rating_count
-        total.rating_sum += agent.rating_sum
-        if agent.last_executed_at is not None and (
-            total.last_executed_at is None or agent.last_executed_at > total.last_executed_at
-        ):
-            total.last_executed_at = agent.last_executed_at
-        if agent.first_seen is not None and (total.first_seen is None or agent.first_seen < total.first_seen):
-            total.first_seen = agent.first_seen
 
 
 # One execution of a (tenant, user, agent) pair, as the interactions upsert sums them: tenant,

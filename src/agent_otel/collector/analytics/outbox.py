@@ -183,7 +183,7 @@ _CHUNK_EXECUTIONS: Final = 2_000
 
 
 def gather(hook: RollupHook, payloads: Iterable[bytes]) -> tuple[RollupInput, int]:
-    """The deltas decoded and aggregated a chunk at a time: (their aggregate, executions)."""
+    """The deltas decoded and tallied a chunk at a time: (their aggregate, executions)."""
     started = time.perf_counter()
     data = RollupInput()
     chunk = ChangeSet()
@@ -196,6 +196,7 @@ def gather(hook: RollupHook, payloads: Iterable[bytes]) -> tuple[RollupInput, in
             chunk = ChangeSet()
     executions += len(chunk.executions)
     data.add(chunk)
+    data.finish()
     hook.timings.add("aggregate", time.perf_counter() - started)
     return data, executions
 
