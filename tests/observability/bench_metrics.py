@@ -39,10 +39,12 @@ def main() -> None:
         ],
     )
     metrics.committed(changes)  # create every series first: steady state is what matters
-    started = time.perf_counter()
-    for _ in range(RUNS):
-        metrics.committed(changes)
-    per_commit = (time.perf_counter() - started) / RUNS
+    per_commit = float("inf")
+    for _ in range(5):  # the best of five blocks: the machine's other work only ever adds time
+        started = time.process_time()
+        for _ in range(RUNS):
+            metrics.committed(changes)
+        per_commit = min(per_commit, (time.process_time() - started) / RUNS)
     started = time.perf_counter()
     for _ in range(RUNS):
         body = generate_latest(registry)

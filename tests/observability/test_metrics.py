@@ -278,6 +278,26 @@ def test_label_values_past_the_cap_fold_into_other_and_are_counted(
     assert sample(registry, "agent_executions_total", agent="agent-1", status="success") == 2
 
 
+def test_an_overflow_counts_every_row_folded_not_each_distinct_value(
+    registry: CollectorRegistry, health: HealthMetrics
+) -> None:
+    """A commit looks each distinct value up once, yet the overflow counter counts the samples
+    folded, as a lookup per row would."""
+    metrics = span_metrics(registry, health, max_agents=2, max_tools=1)
+    rows = [execution(execution_id=f"e{i}", agent_id=agent) for i, agent in enumerate(["a0", "a1", "a2", "a2", "a2"])]
+    tools = [
+        step(span_id=f"{i:016x}", kind="tool", tool_name=name) for i, name in enumerate(["search"] * 2 + ["web"] * 3)
+    ]
+    calls = [step(span_id=f"{i + 10:016x}", agent_id="a2") for i in range(2)]
+    metrics.committed(ChangeSet(executions=rows, steps=tools + calls))
+    assert sample(registry, "agent_otel_label_overflow_total", label="agent") == 3 + 2
+    assert sample(registry, "agent_otel_label_overflow_total", label="tool") == 3
+    assert sample(registry, "agent_executions_total", agent=OTHER, status="success") == 3
+    assert sample(registry, "agent_tool_calls_total", tool=OTHER, status="success") == 3
+    assert sample(registry, "agent_tool_calls_total", tool="search", status="success") == 2
+    assert sample(registry, "agent_tokens_total", agent=OTHER, model="gpt-4o", type="input") == 2 * 1000
+
+
 def test_label_limiter_is_bounded_under_concurrent_use(registry: CollectorRegistry, health: HealthMetrics) -> None:
     import threading
 

@@ -42,7 +42,8 @@ class LabelLimiter:
         self._lock = threading.Lock()
         self._overflow = overflow.labels(label=kind)
 
-    def __call__(self, value: str | None) -> str:
+    def __call__(self, value: str | None, samples: int = 1) -> str:
+        """The label for ``value``; ``samples``: how many samples it labels (what an overflow counts)."""
         label = self._admitted.get(value)
         if label is not None:
             return label
@@ -53,5 +54,5 @@ class LabelLimiter:
                 if len(self._admitted) < 4 * self.cap:
                     self._admitted[value] = label
                 return label
-        self._overflow.inc()
+        self._overflow.inc(samples)
         return OTHER

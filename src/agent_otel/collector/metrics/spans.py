@@ -30,6 +30,16 @@ DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0
 TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
+def _tally(table: dict[tuple[str, str], list[Any]], key: tuple[str, str], trace: str) -> None:
+    """One more row of ``key``: [rows, the last trace id given]."""
+    entry = table.get(key)
+    if entry is None:
+        table[key] = [1, trace]
+    else:
+        entry[0] += 1
+        entry[1] = trace or entry[1]
+
+
 class SpanMetrics:
     """A commit listener that turns each committed change set into Prometheus samples."""
 
@@ -114,15 +124,92 @@ class SpanMetrics:
         return child
 
     def committed(self, changes: ChangeSet) -> None:
-        """Counter increments are summed per series first, so a commit of thousands of rows makes
-        one increment per series. Histograms observe every row (their buckets need each value),
-        but only the last value falling in each bucket carries an exemplar: that is the exemplar
-        the bucket would keep anyway, and building and validating one per row cost more than the
-        observation itself (issue 7)."""
+        """Rows are first tallied by their raw values (agent id and status, provider and model,
+        tool name), then each distinct key is turned into labels and samples once: a commit holds
+        thousands of rows and a few dozen keys, and a label lookup and a series update per row were
+        most of this method's time (issue 7). Counters get one increment per series. Histograms
+        get every value (their buckets need each one), but only the last value falling in each
+        bucket carries an exemplar: the one the bucket would keep anyway. The label limiters count
+        an overflow per row, as they would looking each row up."""
+        executions: dict[tuple[str, str], list[Any]] = {}  # (agent id, status) -> [rows, last trace]
+        durations: dict[str, list[tuple[float, str]]] = {}  # agent id -> (seconds, trace id)
+        credits: dict[str, float] = {}
+        errors: dict[tuple[str, str], list[Any]] = {}  # (agent id, error) -> [rows, last trace]
+        # (agent id, model) -> [input tokens, output tokens, cost, rows, step rows]
+        tokens: dict[tuple[str | None, str | None], list[Any]] = {}
+
+        def add_tokens(
+            key: tuple[str | None, str | None], tokens_in: int, tokens_out: int, cost: float | None, step: int
+        ) -> None:
+            entry = tokens.get(key)
+            if entry is None:
+                tokens[key] = [tokens_in, tokens_out, cost or 0.0, 1, step]
+                return
+            entry[0] += tokens_in
+            entry[1] += tokens_out
+            if cost:
+                entry[2] += cost
+            entry[3] += 1
+            entry[4] += step
+
+        for row in changes.executions:  # every row: ``_tally`` inlined
+            agent_id, trace, status = row.agent_id, row.trace_id, row.status
+            key = (agent_id, status)
+            entry = executions.get(key)
+            if entry is None:
+                executions[key] = [1, trace]
+            else:
+                entry[0] += 1
+                entry[1] = trace or entry[1]
+            values = durations.get(agent_id)
+            if values is None:
+                durations[agent_id] = [(row.duration / 1000.0, trace)]
+            else:
+                values.append((row.duration / 1000.0, trace))
+            if row.credits_consumed:
+                credits[agent_id] = credits.get(agent_id, 0.0) + row.credits_consumed
+            if status != "success":  # a few rows in a hundred: a call is fine here
+                _tally(errors, (agent_id, row.error_code or status), trace)
+            if row.llm_calls == 0 and (row.input_tokens or row.output_tokens):
+                add_tokens((agent_id, row.model), row.input_tokens, row.output_tokens, row.cost_usd, 0)
+
+        steps: dict[tuple[str | None, ...], list[tuple[float, str]]] = {}  # (kind, names..., status)
+        for step in changes.steps:
+            kind = step.kind
+            if kind == "tool":
+                step_key: tuple[str | None, ...] = (kind, step.tool_name or step.name, step.status)
+            elif kind == "llm":
+                step_key = (kind, step.provider, step.model, step.status)
+                if step.agent_id is not None:
+                    add_tokens((step.agent_id, step.model), step.input_tokens, step.output_tokens, step.cost_usd, 1)
+            else:
+                continue
+            values = steps.get(step_key)
+            if values is None:
+                steps[step_key] = [(step.duration / 1000.0, step.trace_id)]
+            else:
+                values.append((step.duration / 1000.0, step.trace_id))
+        for adopted in changes.adopted_steps:
+            if adopted.kind == "llm":
+                tokens_key = (adopted.agent_id, adopted.model)
+                add_tokens(tokens_key, adopted.input_tokens, adopted.output_tokens, adopted.cost_usd, 1)
+
+        self._count(executions, durations, credits, errors, tokens, steps)
+
+    def _count(
+        self,
+        executions: dict[tuple[str, str], list[Any]],
+        durations: dict[str, list[tuple[float, str]]],
+        credits: dict[str, float],
+        errors: dict[tuple[str, str], list[Any]],
+        tokens: dict[tuple[str | None, str | None], list[Any]],
+        steps: dict[tuple[str | None, ...], list[tuple[float, str]]],
+    ) -> None:
+        """``committed``'s tallies as labels and samples, in one increment per series."""
         counts: dict[tuple[Counter, tuple[str, ...]], list[Any]] = {}
         observed: dict[tuple[Histogram, tuple[str, ...]], list[tuple[float, str]]] = {}
 
-        def add(metric: Counter, labels: tuple[str, ...], amount: float = 1.0, trace_id: str | None = None) -> None:
+        def add(metric: Counter, labels: tuple[str, ...], amount: float, trace_id: str | None = None) -> None:
             entry = counts.get((metric, labels))
             if entry is None:
                 counts[(metric, labels)] = [amount, trace_id]
@@ -130,88 +217,45 @@ class SpanMetrics:
                 entry[0] += amount
                 entry[1] = trace_id or entry[1]
 
-        def observe(metric: Histogram, labels: tuple[str, ...], milliseconds: int, trace_id: str) -> None:
-            values = observed.get((metric, labels))
-            if values is None:
-                values = observed[(metric, labels)] = []
-            values.append((milliseconds / 1000.0, trace_id))
+        def observe(metric: Histogram, labels: tuple[str, ...], values: list[tuple[float, str]]) -> None:
+            into = observed.get((metric, labels))
+            if into is None:
+                observed[(metric, labels)] = values
+            else:
+                into += values
 
-        def tokens(agent: str, model: str | None, tokens_in: int, tokens_out: int, cost: float | None) -> None:
-            label = self.model(model)
+        agent_rows: dict[str, int] = {}
+        for (agent_id, _status), (rows, _trace) in executions.items():
+            agent_rows[agent_id] = agent_rows.get(agent_id, 0) + rows
+        agents = {agent_id: self.agent(agent_id, rows) for agent_id, rows in agent_rows.items()}
+        for (agent_id, status), (rows, trace) in executions.items():
+            add(self.executions, (agents[agent_id], status), rows, trace)
+        for agent_id, values in durations.items():
+            observe(self.duration, (agents[agent_id],), values)
+        for agent_id, amount in credits.items():
+            add(self.credits, (agents[agent_id],), amount)
+        for (agent_id, error), (rows, trace) in errors.items():
+            add(self.errors, (agents[agent_id], self.error_type(error, rows)), rows, trace)
+        for (of_agent, model), (tokens_in, tokens_out, cost, rows, step_rows) in tokens.items():
+            # an execution's own tokens: its agent's rows were counted above; steps' count here
+            agent = self.agent(of_agent, step_rows) if step_rows or of_agent is None else agents[of_agent]
+            label = self.model(model, rows)
             if tokens_in:
                 add(self.tokens, (agent, label, "input"), tokens_in)
             if tokens_out:
                 add(self.tokens, (agent, label, "output"), tokens_out)
             if cost:
                 add(self.cost, (agent, label), cost)
-
-        # the two loops below run once per row of the commit: the series of their two most
-        # frequent samples (an execution, a step) are kept in locals rather than added through
-        # the helpers above, a third of this method's time (issue 7)
-        agent_of, executions, duration = self.agent, self.executions, self.duration
-        for row in changes.executions:
-            agent, trace = agent_of(row.agent_id), row.trace_id
-            key: Any = (executions, (agent, row.status))
-            entry = counts.get(key)
-            if entry is None:
-                counts[key] = [1.0, trace]
+        for key, values in steps.items():
+            status = clean_label_value(key[-1])
+            if key[0] == "tool":
+                tool = self.tool(key[1], len(values))
+                add(self.tool_calls, (tool, status), len(values))
+                observe(self.tool_duration, (tool,), values)
             else:
-                entry[0] += 1.0
-                entry[1] = trace or entry[1]
-            key = (duration, (agent,))
-            values = observed.get(key)
-            if values is None:
-                values = observed[key] = []
-            values.append((row.duration / 1000.0, trace))
-            if row.credits_consumed:
-                add(self.credits, (agent,), row.credits_consumed)
-            if row.status != "success":
-                add(self.errors, (agent, self.error_type(row.error_code or row.status)), trace_id=trace)
-            if row.llm_calls == 0 and (row.input_tokens or row.output_tokens):
-                tokens(agent, row.model, row.input_tokens, row.output_tokens, row.cost_usd)
-        statuses: dict[str, str] = {}
-        tool_of, provider_of, model_of = self.tool, self.provider, self.model
-        tool_calls, tool_duration, llm_calls, llm_duration = (
-            self.tool_calls,
-            self.tool_duration,
-            self.llm_calls,
-            self.llm_duration,
-        )
-        labels: tuple[str, ...]
-        series: tuple[str, ...]
-        for step in changes.steps:
-            status = statuses.get(step.status) or statuses.setdefault(step.status, clean_label_value(step.status))
-            kind = step.kind
-            if kind == "tool":
-                tool = tool_of(step.tool_name or step.name)
-                counter, labels, histogram, series = tool_calls, (tool, status), tool_duration, (tool,)
-            elif kind == "llm":
-                provider, model = provider_of(step.provider), model_of(step.model)
-                counter, labels, histogram, series = (
-                    llm_calls,
-                    (provider, model, status),
-                    llm_duration,
-                    (provider, model),
-                )
-            else:
-                continue
-            key = (counter, labels)
-            entry = counts.get(key)
-            if entry is None:
-                counts[key] = [1.0, None]
-            else:
-                entry[0] += 1.0
-            key = (histogram, series)
-            values = observed.get(key)
-            if values is None:
-                values = observed[key] = []
-            values.append((step.duration / 1000.0, step.trace_id))
-            if kind == "llm" and step.agent_id is not None:
-                tokens(agent_of(step.agent_id), step.model, step.input_tokens, step.output_tokens, step.cost_usd)
-        for adopted in changes.adopted_steps:
-            if adopted.kind == "llm":
-                agent = self.agent(adopted.agent_id)
-                tokens(agent, adopted.model, adopted.input_tokens, adopted.output_tokens, adopted.cost_usd)
+                provider, model = self.provider(key[1], len(values)), self.model(key[2], len(values))
+                add(self.llm_calls, (provider, model, status), len(values))
+                observe(self.llm_duration, (provider, model), values)
         for (metric, metric_labels), (amount, trace_id) in counts.items():
             self._child(metric, metric_labels).inc(amount, exemplar={"trace_id": trace_id} if trace_id else None)
         for (histogram, histogram_labels), observations in observed.items():
