@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 from agent_otel.collector.pipeline.model import GENAI_CATEGORIES, Category, SpanRecord
 
@@ -242,14 +243,14 @@ class _Assembler:
                 assert parent is not None
                 out.steps.append(StepPlan(span, "agent", parent[0], parent[1]))
             elif span.category in _SELF_STEP:
-                out.steps.append(StepPlan(span, span.category.value, plan.execution_id, plan.agent_id))
+                out.steps.append(StepPlan(span, _KIND[span.category], plan.execution_id, plan.agent_id))
             return
         if span.category is Category.OTHER and not self._has_genai_below(key):
             out.ignored += 1
             return
         target = self._above(span)
         out.steps.append(
-            StepPlan(span, span.category.value, target[0] if target else None, target[1] if target else None)
+            StepPlan(span, _KIND[span.category], target[0] if target else None, target[1] if target else None)
         )
         if target is not None:
             out.span_execution[key] = target
@@ -297,6 +298,8 @@ class _Assembler:
 
 
 _SELF_STEP = frozenset({Category.LLM, Category.TOOL, Category.RETRIEVAL, Category.EMBEDDING})
+# a step's kind as a plain str: ``Category.value`` is a descriptor call per span (issue 7)
+_KIND: Final = {category: category.value for category in Category}
 
 
 def _execution(span: SpanRecord, agent_id: str | None, agent_name: str | None) -> ExecutionPlan:
