@@ -152,15 +152,9 @@ class SpanMetrics:
             entry[3] += 1
             entry[4] += step
 
-        for row in changes.executions:  # every row: ``_tally`` inlined
+        for row in changes.executions:
             agent_id, trace, status = row.agent_id, row.trace_id, row.status
-            key = (agent_id, status)
-            entry = executions.get(key)
-            if entry is None:
-                executions[key] = [1, trace]
-            else:
-                entry[0] += 1
-                entry[1] = trace or entry[1]
+            _tally(executions, (agent_id, status), trace)
             values = durations.get(agent_id)
             if values is None:
                 durations[agent_id] = [(row.duration / 1000.0, trace)]
@@ -168,7 +162,7 @@ class SpanMetrics:
                 values.append((row.duration / 1000.0, trace))
             if row.credits_consumed:
                 credits[agent_id] = credits.get(agent_id, 0.0) + row.credits_consumed
-            if status != "success":  # a few rows in a hundred: a call is fine here
+            if status != "success":
                 _tally(errors, (agent_id, row.error_code or status), trace)
             if row.llm_calls == 0 and (row.input_tokens or row.output_tokens):
                 add_tokens((agent_id, row.model), row.input_tokens, row.output_tokens, row.cost_usd, 0)
